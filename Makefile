@@ -1,0 +1,43 @@
+# Two commands do all the set-up: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SYSTEM_FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: run test data bench clean
+
+run: $(VENV)/.installed data
+	$(BIN)/dlrun $(ARGS)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamp files make a second `make run` skip the install; they are redone when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+# Fashion-MNIST: data/ first, then Debian's dataset-fashion-mnist, installed here when apt-get can;
+# otherwise dlrun itself falls back to torchvision's download at run time.
+data:
+	@if ls data/FashionMNIST/raw/train-images-idx3-ubyte* >/dev/null 2>&1 || [ -d $(SYSTEM_FMNIST) ]; then \
+		echo "Fashion-MNIST: found"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "Fashion-MNIST: installing Debian's dataset-fashion-mnist"; \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else \
+		echo "Fashion-MNIST: not found; dlrun will try to download it"; \
+	fi
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) outputs

@@ -1,0 +1,71 @@
+"""Terminal progress: a rich bar on a terminal, one plain line per epoch otherwise (and in dlrun.log)."""
+
+from __future__ import annotations
+
+import logging
+
+from dlrun.callbacks.base import Callback
+
+log = logging.getLogger("dlrun")
+
+
+def epoch_line(loop, metrics: dict) -> str:
+    shown = {k: v for k, v in metrics.items() if "/" in k}
+    parts = " ".join(f"{k}={v:.4f}" for k, v in shown.items())
+    return (f"epoch {metrics['epoch']}/{loop.cfg.trainer.max_epochs} {parts} "
+            f"lr={metrics['lr']:.3g} {metrics['samples_per_s']:,.0f} samples/s {metrics['time_s']:.1f}s")
+
+
+class PlainProgress(Callback):
+    def on_epoch_end(self, loop, metrics: dict) -> None:
+        log.info(epoch_line(loop, metrics))
+
+
+class RichProgress(PlainProgress):
+    """Bar per epoch: batch count, running loss and accuracy, samples/s, ETA."""
+
+    REFRESH_EVERY = 20  # batches between reading the loss back (a GPU sync)
+
+    def __init__(self):
+        self.progress = None
+        self.task = None
+
+    def on_fit_start(self, loop) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from dlrun.console import console
+
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+            console=console, transient=True,
+        )
+        self.progress.start()
+
+    def on_epoch_start(self, loop) -> None:
+        total = len(loop.data.train)
+        if loop.cfg.trainer.limit_train_batches:
+            total = min(total, loop.cfg.trainer.limit_train_batches)
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task("", total=total, epoch=f"{loop.epoch + 1}/{loop.cfg.trainer.max_epochs}",
+                                           loss="-", rate="")
+
+    def on_batch_end(self, loop, batch_index: int, loss) -> None:
+        if (batch_index + 1) % self.REFRESH_EVERY == 0:
+            task = self.progress.tasks[-1]
+            rate = f"{task.speed * loop.data.train.batch_size:,.0f} samples/s" if task.speed else ""
+            self.progress.update(self.task, completed=batch_index + 1, loss=f"{loss.item():.4f}", rate=rate)
+
+    def on_fit_end(self, loop, summary: dict) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def make_progress(mode: str) -> Callback | None:
+    """`auto` is rich on a terminal and plain otherwise (CI logs, files, pipes)."""
+    from dlrun.console import console
+
+    if mode == "auto":
+        mode = "rich" if console.is_terminal else "plain"
+    return {"rich": RichProgress, "plain": PlainProgress}.get(mode, lambda: None)()

@@ -1,0 +1,1 @@
+"""Hydra config root (a package so that the configs travel inside the wheel)."""

@@ -1,0 +1,153 @@
+"""Structured configs (types and defaults) and the validation that runs before anything trains.
+
+Groups whose options build objects (model, loss, optimizer, callbacks) are plain YAML with
+`_target_`; the groups with a fixed set of keys (data, trainer, the top level) are typed here,
+so Hydra rejects unknown keys and wrong types, and `validate` rejects out-of-range values.
+This module must not import torch: `dlrun --help` imports it.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from dlrun.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    root: str = "data"
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    val_fraction: float = 0.1
+    num_workers: int = 0
+    # synthetic data
+    shape: List[int] = field(default_factory=lambda: [1, 28, 28])
+    num_classes: int = 10
+    size: int = 1024
+    noise: float = 0.5
+    # logic-gate / tabular / subsets
+    gate: str = "and"
+    classes: Optional[List[int]] = None
+    limit: Optional[int] = None
+    augment: List[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "32"  # 32 | bf16 | 16
+    deterministic: bool = False
+    num_threads: int = 0  # 0: leave torch's default
+    progress: str = "auto"  # auto | rich | plain | none
+    log_every_n_steps: int = 50
+    limit_train_batches: int = 0  # 0: all; a debugging aid like Lightning's
+    resume: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    gradient_clip_val: float = 0.0
+    accumulate_grad_batches: int = 1
+
+
+@dataclass
+class DlrunConfig:
+    task: str = "train"  # train | summary | eval | predict | landscape
+    seed: int = 42
+    ckpt_path: Optional[str] = None
+    monitor: str = "val/acc"
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    model: Any = MISSING
+    loss: Any = MISSING
+    optimizer: Any = MISSING
+    callbacks: Any = field(default_factory=dict)
+
+
+TASKS = ("train", "summary", "eval", "predict", "landscape")
+PRECISIONS = ("32", "bf16", "16")
+PROGRESS = ("auto", "rich", "plain", "none")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+# One token per process: two runs started in the same second still get different folders.
+_RUN_TOKEN = f"{time.time_ns() // 1000 % 1_000_000:06d}-{secrets.token_hex(2)}"
+
+
+def _short_tag(overrides: str) -> str:
+    """A folder-safe, bounded rendering of the command-line overrides."""
+    tag = re.sub(r"[^A-Za-z0-9=,.+-]+", "_", overrides)[:60]
+    return f"_{tag}" if tag else ""
+
+
+def register_configs() -> None:
+    """Register the schema and the resolvers used by conf/config.yaml (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="dlrun_schema", node=DlrunConfig)
+    if not OmegaConf.has_resolver("dlrun_token"):
+        OmegaConf.register_new_resolver("dlrun_token", lambda: _RUN_TOKEN)
+        OmegaConf.register_new_resolver("dlrun_tag", _short_tag)
+
+
+def _check(ok: bool, key: str, value, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(key, value, allowed)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject out-of-range values before anything is built; one ConfigError names key, value, rule."""
+    t, d = cfg.trainer, cfg.data
+    _check(cfg.task in TASKS, "task", cfg.task, f"one of {', '.join(TASKS)}")
+    _check(t.max_epochs >= 1, "trainer.max_epochs", t.max_epochs, "an integer >= 1")
+    _check(t.precision in PRECISIONS, "trainer.precision", t.precision, "one of 32, bf16, 16")
+    _check(t.progress in PROGRESS, "trainer.progress", t.progress, f"one of {', '.join(PROGRESS)}")
+    _check(bool(_DEVICE.match(t.device)), "trainer.device", t.device, "auto, cpu, cuda, cuda:N or mps")
+    _check(t.num_threads >= 0, "trainer.num_threads", t.num_threads, "an integer >= 0 (0 = torch's default)")
+    _check(t.log_every_n_steps >= 1, "trainer.log_every_n_steps", t.log_every_n_steps, "an integer >= 1")
+    _check(t.limit_train_batches >= 0, "trainer.limit_train_batches", t.limit_train_batches, "an integer >= 0")
+    _check(t.gradient_clip_val >= 0, "trainer.gradient_clip_val", t.gradient_clip_val, "a number >= 0 (0 = off)")
+    _check(t.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", t.accumulate_grad_batches, "an integer >= 1")
+    _check(d.batch_size >= 1, "data.batch_size", d.batch_size, "an integer >= 1")
+    _check(d.eval_batch_size >= 1, "data.eval_batch_size", d.eval_batch_size, "an integer >= 1")
+    _check(0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "a fraction in [0, 1)")
+    _check(d.size >= 1, "data.size", d.size, "an integer >= 1")
+    _check(d.num_classes >= 1, "data.num_classes", d.num_classes, "an integer >= 1")
+    _check(len(d.shape) in (1, 3) and all(s >= 1 for s in d.shape), "data.shape", list(d.shape),
+           "[features] or [channels, height, width], all >= 1")
+    _check(re.match(r"^(train|val|test)/", cfg.monitor) is not None, "monitor", cfg.monitor,
+           "a metric name such as val/acc or val/loss")
+    lr = OmegaConf.select(cfg, "optimizer.lr")
+    if lr is not None:
+        _check(isinstance(lr, (int, float)) and lr > 0, "optimizer.lr", lr, "a number > 0")
+    wd = OmegaConf.select(cfg, "optimizer.weight_decay")
+    if wd is not None:
+        _check(isinstance(wd, (int, float)) and wd >= 0, "optimizer.weight_decay", wd, "a number >= 0")
+    dropout = OmegaConf.select(cfg, "model.dropout")
+    if dropout is not None:
+        _check(0.0 <= dropout < 1.0, "model.dropout", dropout, "a probability in [0, 1)")
+    if cfg.task == "eval":
+        _check(cfg.ckpt_path is not None, "ckpt_path", None, "task=eval needs ckpt_path=PATH")
+
+
+
+def build(node, key: str, **kwargs):
+    """hydra.utils.instantiate, with a user-facing error naming the config key instead of a traceback."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from dlrun.errors import DlrunError
+
+    try:
+        return instantiate(node, **kwargs, _convert_="all")
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, DlrunError):
+            raise cause from None
+        detail = str(cause or e).strip().splitlines()[0][:300]
+        raise ConfigError(key, node.get("_target_"), f"could not be built: {detail}") from None

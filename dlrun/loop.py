@@ -1,0 +1,208 @@
+"""The ONE training loop: fit = (train an epoch, validate) x epochs, then test once.
+
+It knows nothing about particular models, losses or callbacks: it calls them through
+`model(x)`, `loss_fn(output, y)`, `optimizer.step()` and the Callback hooks. Files it owns
+are the run-folder contract: metrics.jsonl and summary.json (checkpoints and TensorBoard
+are callbacks).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from dlrun.device import autocast, grad_scaler
+from dlrun.errors import DlrunError
+from dlrun.metrics import EpochMetrics, improved, mode_for
+from dlrun.records import MetricsLog, write_json
+
+
+class NonFiniteLossError(DlrunError):
+    exit_code = 1
+
+    def __init__(self, value: float, step: int, epoch: int):
+        self.step = step
+        super().__init__(
+            f"the training loss became {value} at step {step} (epoch {epoch}); try a lower optimizer.lr, "
+            "trainer.precision=32, or trainer.gradient_clip_val=1.0"
+        )
+
+
+@torch.no_grad()
+def evaluate(model, loader, loss_fn, device, amp_dtype, prefix: str) -> dict[str, float]:
+    """Loss and accuracy of `model` over a whole loader, in eval mode."""
+    was_training = model.training
+    model.eval()
+    acc = EpochMetrics(device)
+    for x, y in loader:
+        with autocast(device, amp_dtype):
+            out = model(x)
+            loss = loss_fn(out, y)
+        acc.update(loss.float(), out, y)
+    model.train(was_training)
+    return acc.compute(prefix)
+
+
+class Loop:
+    """State of one run that callbacks read: model, optimizer, epoch (completed), step, history, best."""
+
+    def __init__(self, *, cfg, run_dir: Path, model, loss_fn, optimizer, scheduler, data, device, amp_dtype,
+                 callbacks: dict):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
+        self.data, self.device, self.amp_dtype = data, device, amp_dtype
+        self.callbacks = callbacks
+        self.scaler = grad_scaler(device, amp_dtype)
+        self.monitor = cfg.monitor
+        self.monitor_mode = mode_for(self.monitor)
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimizer steps taken
+        self.batch_in_epoch = 0  # batches of the current epoch done (non-zero only mid-epoch)
+        self.train_sums = EpochMetrics(device)
+        self.history: list[dict] = []
+        self.best: dict | None = None
+        self.stop_reason: str | None = None  # "stopped_early" | "interrupted"
+        self.resumed_from: str | None = None
+
+    # -- callbacks ---------------------------------------------------------------------------------
+    def request_stop(self, reason: str = "stopped_early") -> None:
+        """Ask the loop to stop after the current batch (interrupted) or epoch (stopped_early)."""
+        if self.stop_reason != "interrupted":
+            self.stop_reason = reason
+
+    def _call(self, hook: str, *args) -> None:
+        for cb in self.callbacks.values():
+            getattr(cb, hook)(self, *args)
+
+    # -- one epoch -----------------------------------------------------------------------------------
+    def train_epoch(self) -> bool:
+        """Train over the epoch's remaining batches; False when interrupted mid-epoch."""
+        t = self.cfg.trainer
+        model, opt, loader = self.model, self.optimizer, self.data.train
+        model.train()
+        loader.set_epoch(self.epoch)
+        accumulate = t.accumulate_grad_batches
+        n_batches = min(len(loader), t.limit_train_batches or len(loader))
+        for i, (x, y) in enumerate(loader.batches(start=self.batch_in_epoch), start=self.batch_in_epoch):
+            with autocast(self.device, self.amp_dtype):
+                out = model(x)
+                loss = self.loss_fn(out, y)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(loss.item(), self.step + 1, self.epoch + 1)
+            self.scaler.scale(loss / accumulate).backward()
+            if (i + 1) % accumulate == 0 or i + 1 == n_batches:
+                if t.gradient_clip_val > 0:
+                    self.scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.gradient_clip_val)
+                self.scaler.step(opt)
+                self.scaler.update()
+                opt.zero_grad(set_to_none=True)
+                self.step += 1
+            self.train_sums.update(loss.float(), out, y)
+            self.batch_in_epoch = i + 1
+            self._call("on_batch_end", i, loss)
+            if self.stop_reason == "interrupted":
+                return False
+            if i + 1 >= n_batches:
+                break
+        return True
+
+    def _end_epoch(self, train_time: float) -> dict:
+        row = {"epoch": self.epoch, "step": self.step}
+        row.update(self.train_sums.compute("train"))
+        if self.data.val is not None:
+            row.update(evaluate(self.model, self.data.val, self.loss_fn, self.device, self.amp_dtype, "val"))
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["samples_per_s"] = self.train_sums.count / max(train_time, 1e-9)
+        self.train_sums = EpochMetrics(self.device)
+        self.batch_in_epoch = 0
+        value = row.get(self.monitor)
+        if value is not None and improved(value, self.best and self.best[self.monitor], self.monitor_mode):
+            self.best = {"epoch": self.epoch, self.monitor: value}
+        return row
+
+    # -- the whole run -------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        max_epochs = self.cfg.trainer.max_epochs
+        metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", keep_epochs_before=self.epoch if self.resumed_from else None)
+        started = time.perf_counter()
+        status, error, test, throughput = "completed", None, {}, []
+        try:
+            with _stop_on_signals(self):
+                self._call("on_fit_start")
+                while self.epoch < max_epochs and self.stop_reason is None:
+                    if self.batch_in_epoch == 0:
+                        self._call("on_epoch_start")
+                    t0 = time.perf_counter()
+                    if not self.train_epoch():
+                        break
+                    self.epoch += 1
+                    row = self._end_epoch(time.perf_counter() - t0)
+                    if self.scheduler is not None:
+                        _step_scheduler(self.scheduler, row.get(self.monitor))
+                    row["time_s"] = time.perf_counter() - t0
+                    throughput.append(row["samples_per_s"])
+                    self.history.append(row)
+                    metrics_log.write(row)
+                    self._call("on_epoch_end", row)
+                if self.stop_reason != "interrupted":
+                    self._call("on_train_end")
+                    test = evaluate(self.model, self.data.test, self.loss_fn, self.device, self.amp_dtype, "test")
+            status = {"interrupted": "interrupted", "stopped_early": "stopped_early"}.get(self.stop_reason, "completed")
+        except KeyboardInterrupt:  # a second Ctrl-C, or a signal we could not hook
+            status = "interrupted"
+        except BaseException as e:
+            status, error = "failed", f"{type(e).__name__}: {e}"
+            self._call("on_exception", e)
+            raise
+        finally:
+            summary = {
+                "status": status,
+                "epochs": self.epoch,
+                "best": self.best,
+                "test": test,
+                "samples_per_s": sum(throughput) / len(throughput) if throughput else None,
+                "duration_s": time.perf_counter() - started,
+                "error": error,
+                "run_dir": str(self.run_dir),
+            }
+            if status == "stopped_early":
+                summary["stopped_epoch"] = self.epoch
+            try:
+                self._call("on_fit_end", summary)
+            finally:
+                write_json(self.run_dir / "summary.json", summary)
+        return summary
+
+
+def _step_scheduler(scheduler, monitored: float | None) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        if monitored is not None:
+            scheduler.step(monitored)
+    else:
+        scheduler.step()
+
+
+@contextmanager
+def _stop_on_signals(loop: Loop):
+    """SIGINT/SIGTERM ask the loop to stop after the current batch; a second SIGINT aborts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if loop.stop_reason == "interrupted" and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        loop.stop_reason = "interrupted"
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

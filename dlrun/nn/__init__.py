@@ -1,0 +1,1 @@
+"""Building blocks of the notes: activations, losses, initializers, regularizers, optimizers."""

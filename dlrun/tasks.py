@@ -1,0 +1,149 @@
+"""Task dispatch (`task=train|summary|eval`) and the one place user mistakes become one-line errors.
+
+Exit codes: see dlrun/errors.py and README.md. In a multirun a failing job is recorded and the
+sweep goes on; in a single run the process exits with the code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from dlrun.config import validate
+from dlrun.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, DlrunError
+
+log = logging.getLogger("dlrun")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def build_loop(cfg: DictConfig, run_dir: Path):
+    """Everything a run needs, built from the config in dependency order: device, data, model, ..."""
+    import torch
+
+    from dlrun.callbacks.base import build_callbacks
+    from dlrun.callbacks.progress import make_progress
+    from dlrun.config import build
+    from dlrun.data import build_data
+    from dlrun.device import autocast_dtype, select_device
+    from dlrun.loop import Loop
+    from dlrun.models import build_model
+
+    t = cfg.trainer
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    seed_everything(cfg.seed, t.deterministic)
+    device = select_device(t.device)
+    amp_dtype = autocast_dtype(str(t.precision), device)
+    data = build_data(cfg.data, device, cfg.seed)
+    model = build_model(cfg.model, data.info).to(device)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build(cfg.loss, "loss")
+    optimizer = build(cfg.optimizer, "optimizer")(model.parameters())
+    callbacks = build_callbacks(cfg.callbacks)
+    if (progress := make_progress(t.progress)) is not None:
+        callbacks["progress"] = progress
+    return Loop(cfg=cfg, run_dir=run_dir, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=None,
+                data=data, device=device, amp_dtype=amp_dtype, callbacks=callbacks)
+
+
+def train(cfg: DictConfig, run_dir: Path):
+    from dlrun import checkpoint
+    from dlrun.report import print_run_summary
+
+    resume_path = cfg.ckpt_path
+    if cfg.trainer.resume and not resume_path:
+        resume_path = run_dir / "checkpoints" / "last.pt"
+        if not resume_path.is_file():
+            raise ConfigError("trainer.resume", True, f"there is no {resume_path} to resume from")
+    elif (run_dir / "metrics.jsonl").exists() and not resume_path:
+        raise ConfigError("hydra.run.dir", run_dir, "already holds a run; add trainer.resume=true to continue it")
+    state = checkpoint.load(resume_path) if resume_path else None  # before building: fail fast on a bad file
+
+    loop = build_loop(cfg, run_dir)
+    if state is not None:
+        checkpoint.restore(loop, state, resume_path)
+        log.info("resumed from %s at epoch %d, step %d", resume_path, loop.epoch, loop.step)
+    n_params = sum(p.numel() for p in loop.model.parameters())
+    log.info("model %s (%s parameters) on %s, data %s %s, run folder %s", type(loop.model).__name__,
+             f"{n_params:,}", loop.device, cfg.data.name, list(loop.data.info.in_shape), run_dir)
+    summary = loop.fit()
+    print_run_summary(summary)
+    if summary["status"] == "interrupted":
+        raise SystemExit(EXIT_INTERRUPTED)
+    best = summary.get("best") or {}
+    return best.get(cfg.monitor)  # what a hyperparameter search optimises
+
+
+# task name -> "module:function"; imported only when chosen, so each task lives in its own module
+TASKS = {
+    "train": "dlrun.tasks:train",
+    "summary": "dlrun.summary:run",
+    "eval": "dlrun.evaluate:run_eval",
+    "predict": "dlrun.evaluate:run_predict",
+    "landscape": "dlrun.landscape:run",
+}
+
+
+def _task_function(name: str):
+    import importlib
+
+    module, func = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _record_failure(run_dir: Path, error: str) -> None:
+    """A run that failed before its loop wrote anything still gets a summary.json that says so."""
+    from dlrun.records import write_json
+
+    path = run_dir / "summary.json"
+    if not path.exists():
+        write_json(path, {"status": "failed", "epochs": 0, "best": None, "test": {}, "samples_per_s": None,
+                          "duration_s": 0.0, "error": error, "run_dir": str(run_dir)})
+
+
+def run_task(cfg: DictConfig):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        validate(cfg)
+        return _task_function(cfg.task)(cfg, run_dir)
+    except DlrunError as e:
+        log.error("error: %s", e)
+        _record_failure(run_dir, str(e))
+        code = e.exit_code
+    except Exception as e:  # not a user mistake: a bug or an environment fault
+        if os.environ.get("DLRUN_DEBUG"):
+            raise
+        message = f"{type(e).__name__}: {e}".strip().splitlines()[0]
+        with open(run_dir / "dlrun.log", "a") as f:
+            f.write(traceback.format_exc())
+        log.error("error: %s (traceback in %s; DLRUN_DEBUG=1 prints it)", message, run_dir / "dlrun.log")
+        _record_failure(run_dir, message)
+        code = EXIT_FAILED
+    if multirun:
+        return None
+    sys.exit(code)
