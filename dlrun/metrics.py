@@ -18,6 +18,14 @@ def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0
     return value < best - min_delta if mode == "min" else value > best + min_delta
 
 
+def predict_classes(output: torch.Tensor) -> torch.Tensor:
+    """Class indices from a model's raw output: argmax of several scores, or score > 0 for a single one
+    (a logit for bce, a margin for hinge, the perceptron's step)."""
+    if output.dim() == 2 and output.shape[1] > 1:
+        return output.argmax(dim=1)
+    return (output.view(-1) > 0).long()
+
+
 class EpochMetrics:
     """Sums kept as device tensors (no per-batch sync); `compute` turns them into named floats."""
 
@@ -30,8 +38,8 @@ class EpochMetrics:
     def update(self, loss: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> None:
         n = target.shape[0]
         self.loss_sum += loss.detach().double() * n
-        if output.dim() == 2 and target.dim() == 1 and not target.is_floating_point():
-            self.correct += (output.argmax(dim=1) == target).sum()
+        if not target.is_floating_point():
+            self.correct += (predict_classes(output) == target.view(-1)).sum()
         self.count += n
 
     def compute(self, prefix: str) -> dict[str, float]:
