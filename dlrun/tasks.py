@@ -47,9 +47,11 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     from dlrun.loop import Loop
     from dlrun.models import build_model
 
+    from dlrun.sweep import threads_per_job
+
     t = cfg.trainer
-    if t.num_threads:
-        torch.set_num_threads(t.num_threads)
+    if threads := t.num_threads or threads_per_job():
+        torch.set_num_threads(threads)
     seed_everything(cfg.seed, t.deterministic)
     device = select_device(t.device)
     amp_dtype = autocast_dtype(str(t.precision), device)
@@ -67,10 +69,16 @@ def build_loop(cfg: DictConfig, run_dir: Path):
 
 
 def train(cfg: DictConfig, run_dir: Path):
-    from dlrun import checkpoint
+    from dlrun import checkpoint, sweep
     from dlrun.report import print_run_summary
 
     resume_path = cfg.ckpt_path
+    if sweep.in_multirun() and not resume_path:  # the same sweep run again: skip, resume or retry the job
+        action, found = sweep.prepare_job(run_dir)
+        if action == "skip":
+            log.info("job already %s in %s: skipped", found["status"], run_dir)
+            return _objective(cfg, found)
+        resume_path = found
     if cfg.trainer.resume and not resume_path:
         resume_path = run_dir / "checkpoints" / "last.pt"
         if not resume_path.is_file():
@@ -84,14 +92,22 @@ def train(cfg: DictConfig, run_dir: Path):
         checkpoint.restore(loop, state, resume_path)
         log.info("resumed from %s at epoch %d, step %d", resume_path, loop.epoch, loop.step)
     n_params = sum(p.numel() for p in loop.model.parameters())
-    log.info("model %s (%s parameters) on %s, data %s %s, run folder %s", type(loop.model).__name__,
-             f"{n_params:,}", loop.device, cfg.data.name, list(loop.data.info.in_shape), run_dir)
+    import torch
+
+    log.info("model %s (%s parameters) on %s (torch threads %d), data %s %s, run folder %s",
+             type(loop.model).__name__, f"{n_params:,}", loop.device, torch.get_num_threads(), cfg.data.name,
+             list(loop.data.info.in_shape), run_dir)
     summary = loop.fit()
     print_run_summary(summary)
     if summary["status"] == "interrupted":
         raise SystemExit(EXIT_INTERRUPTED)
-    best = summary.get("best") or {}
-    return best.get(cfg.monitor)  # what a hyperparameter search optimises
+    return _objective(cfg, summary)
+
+
+def _objective(cfg: DictConfig, summary: dict) -> float:
+    """What a hyperparameter search optimises: the best monitored value (NaN marks a failed trial)."""
+    value = (summary.get("best") or {}).get(cfg.monitor)
+    return float("nan") if value is None else value
 
 
 # task name -> "module:function"; imported only when chosen, so each task lives in its own module
@@ -144,6 +160,6 @@ def run_task(cfg: DictConfig):
         log.error("error: %s (traceback in %s; DLRUN_DEBUG=1 prints it)", message, run_dir / "dlrun.log")
         _record_failure(run_dir, message)
         code = EXIT_FAILED
-    if multirun:
-        return None
+    if multirun:  # the sweep goes on; summary.json says why this job failed
+        return float("nan")
     sys.exit(code)

@@ -1,0 +1,110 @@
+"""Sweeps (`dlrun -m ...`): a line per finished job, the sweep table and summary.csv at the end,
+a manifest of the jobs, and resumable jobs when the same sweep runs again in the same folder.
+
+`SweepReport` is a Hydra callback (hydra.callbacks in conf/config.yaml), so it works with every
+launcher (basic, joblib, submitit) and sweeper (basic, optuna).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from hydra.experimental.callback import Callback as HydraCallback
+
+log = logging.getLogger("dlrun")
+
+MANIFEST = "sweep.json"
+_KEEP_ON_RETRY = {".hydra", "dlrun.log"}  # the new attempt's config and the log that spans attempts
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def threads_per_job() -> int:
+    """Parallel local jobs (joblib n_jobs > 1) share the cores instead of each taking them all."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not in_multirun():
+        return 0
+    n_jobs = HydraConfig.get().launcher.get("n_jobs") or 1
+    if n_jobs == -1:
+        n_jobs = os.cpu_count() or 1
+    return max(1, (os.cpu_count() or 1) // n_jobs) if n_jobs > 1 else 0
+
+
+def prepare_job(run_dir: Path) -> tuple[str, object]:
+    """What to do with a job folder a previous run of the same sweep may have left.
+
+    ("skip", summary) when it completed, ("resume", last.pt) when it was interrupted or killed
+    with a checkpoint, ("fresh", None) otherwise; a failed attempt is moved into failed-N/ first,
+    so that no job folder is ever overwritten.
+    """
+    summary_path = run_dir / "summary.json"
+    last = run_dir / "checkpoints" / "last.pt"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    status = summary and summary.get("status")
+    if status in ("completed", "stopped_early"):
+        return "skip", summary
+    if status in (None, "interrupted") and last.is_file():
+        return "resume", last
+    leftovers = [p for p in run_dir.iterdir() if p.name not in _KEEP_ON_RETRY and not p.name.startswith("failed-")]
+    if leftovers:
+        n = 1 + sum(1 for p in run_dir.iterdir() if p.name.startswith("failed-"))
+        archive = run_dir / f"failed-{n}"
+        archive.mkdir()
+        for p in leftovers:
+            shutil.move(str(p), archive / p.name)
+    return "fresh", None
+
+
+def write_manifest(sweep_dir: Path) -> list[dict]:
+    """sweep.json: every job folder of the sweep with its overrides and status (rebuilt from the folders)."""
+    from dlrun.compare import find_runs, run_row
+    from dlrun.records import write_json
+
+    rows = [run_row(run, sweep_dir) for run in find_runs([sweep_dir])]
+    write_json(sweep_dir / MANIFEST, {"jobs": [{k: r[k] for k in ("run", "overrides", "status")} for r in rows]})
+    return rows
+
+
+class SweepReport(HydraCallback):
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        if not in_multirun():
+            return
+        from dlrun.compare import run_row
+        from dlrun.console import console
+
+        run = Path(job_return.hydra_cfg.hydra.runtime.output_dir)
+        if not (run / "summary.json").is_file():
+            return
+        row = run_row(run)
+        monitor = row["monitor"]
+        value = row.get(f"best/{monitor}")
+        shown = f"{monitor}={value:.4f}" if isinstance(value, float) else f"{monitor}=-"
+        style = {"failed": "red", "interrupted": "yellow"}.get(row["status"], "green")
+        console.print(f"[bold]job {run.name}[/] {row['overrides'] or '(defaults)'} [{style}]{row['status']}[/] {shown}",
+                      highlight=False)
+        write_manifest(run.parent)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        from dlrun.compare import rich_table, sort_rows, write_csv
+        from dlrun.console import console
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        rows = sort_rows(write_manifest(sweep_dir))
+        if not rows:
+            return
+        write_csv(rows, sweep_dir / "summary.csv")
+        console.print(rich_table(rows, title=f"sweep {sweep_dir}"))
+        console.print(f"summary.csv and {MANIFEST} in {sweep_dir}; compare in TensorBoard: tensorboard --logdir {sweep_dir}",
+                      markup=False, highlight=False)

@@ -1,0 +1,135 @@
+"""Sweeps: job folders, summary.csv, the table, failing jobs, Optuna, joblib, resumable sweeps, dlrun-compare."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+
+from conftest import TINY, run_dlrun
+
+SWEEP_TINY = [o for o in TINY if not o.startswith("trainer.max_epochs")] + ["trainer.max_epochs=1", "data.size=128"]
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def job_dirs(sweep):
+    return sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "summary.json").is_file())
+
+
+def test_four_job_sweep_writes_folders_csv_and_table(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_dlrun("-m", *SWEEP_TINY, "optimizer=sgd,adam", "model=mlp,lenet", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    assert len(job_dirs(sweep)) == 4
+    rows = read_csv(sweep / "summary.csv")
+    assert len(rows) == 4
+    assert {r["status"] for r in rows} == {"completed"}
+    combos = {tuple(sorted(o for o in r["overrides"].split() if o.startswith(("model=", "optimizer=")))) for r in rows}
+    assert combos == {(m, o) for m in ("model=lenet", "model=mlp") for o in ("optimizer=adam", "optimizer=sgd")}
+    # sorted by the monitored metric, best first
+    values = [float(r["best/val/acc"]) for r in rows]
+    assert values == sorted(values, reverse=True)
+    # a status line per job as it ends, then the table
+    assert sum(line.startswith("job ") for line in proc.stdout.splitlines()) == 4
+    assert f"sweep {sweep}" in proc.stdout.replace("\n", "")
+    manifest = json.loads((sweep / "sweep.json").read_text())
+    assert len(manifest["jobs"]) == 4
+
+
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_dlrun("-m", *SWEEP_TINY, "optimizer.lr=0.001,-1,0.01", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    rows = {next(o for o in r["overrides"].split() if o.startswith("optimizer.lr")): r
+            for r in read_csv(sweep / "summary.csv")}
+    assert rows["optimizer.lr=-1"]["status"] == "failed"
+    assert "optimizer.lr=-1 is not allowed" in rows["optimizer.lr=-1"]["error"]
+    assert rows["optimizer.lr=0.001"]["status"] == rows["optimizer.lr=0.01"]["status"] == "completed"
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_optuna_search_of_three_trials_returns_the_best(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_dlrun("-m", "hparams_search=mlp", *SWEEP_TINY, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    rows = read_csv(sweep / "summary.csv")
+    assert len(rows) == 3
+    assert result["best_value"] == max(float(r["best/val/acc"]) for r in rows)
+    assert set(result["best_params"]) == {"optimizer.lr", "data.batch_size", "model.dropout",
+                                          "optimizer.weight_decay", "model.hidden"}
+
+
+def test_joblib_runs_two_jobs_in_parallel(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_dlrun("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SWEEP_TINY, "trainer.max_epochs=3",
+                     "data.size=512", "optimizer=sgd,adam", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    jobs = job_dirs(sweep)
+    assert len(jobs) == 2
+    spans = [((j / ".hydra" / "config.yaml").stat().st_mtime, (j / "summary.json").stat().st_mtime) for j in jobs]
+    (a0, a1), (b0, b1) = spans
+    assert a0 < b1 and b0 < a1, f"jobs did not overlap: {spans}"
+    # each of the two jobs got one of the two cores, not both
+    for j in jobs:
+        assert "torch threads 1" in (j / "dlrun.log").read_text() or os.cpu_count() < 2
+
+
+def test_rerunning_an_interrupted_sweep_skips_finished_jobs_and_resumes_the_rest(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, "-m", "dlrun", "-m", *SWEEP_TINY, "data.size=2048", "trainer.max_epochs=1,12",
+            "model=lenet", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:  # wait until job 0 is done and job 1 has checkpointed an epoch
+            second = [p for p in sweep.glob("1_*/checkpoints/last.pt")]
+            if second and list(sweep.glob("0_*/summary.json")):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("sweep did not reach its second job")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    first_job = next(sweep.glob("0_*"))
+    first_summary = (first_job / "summary.json").read_text()
+    first_mtime = (first_job / "summary.json").stat().st_mtime_ns
+
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert (first_job / "summary.json").stat().st_mtime_ns == first_mtime  # not re-run
+    assert (first_job / "summary.json").read_text() == first_summary
+    second_job = next(sweep.glob("1_*"))
+    summary = json.loads((second_job / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs"] == 12
+    assert "resumed from" in (second_job / "dlrun.log").read_text()
+    epochs = [json.loads(line)["epoch"] for line in (second_job / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, 13))  # one continuous record, no epoch twice
+    assert len(read_csv(sweep / "summary.csv")) == 2
+
+
+def test_compare_finds_runs_sorts_filters_and_formats(tmp_path):
+    sweep = tmp_path / "sweep"
+    assert run_dlrun("-m", *SWEEP_TINY, "optimizer=sgd,adam", f"hydra.sweep.dir={sweep}").returncode == 0
+    single = tmp_path / "single"
+    assert run_dlrun(*SWEEP_TINY, f"hydra.run.dir={single}").returncode == 0
+    out = subprocess.run([sys.executable, "-m", "dlrun.compare", str(tmp_path), "--format", "csv", "--sort", "test/acc"],
+                         capture_output=True, text=True).stdout
+    rows = list(csv.DictReader(out.splitlines()))
+    assert len(rows) == 3
+    accs = [float(r["test/acc"]) for r in rows]
+    assert accs == sorted(accs)
+    out = subprocess.run([sys.executable, "-m", "dlrun.compare", str(sweep), "--format", "markdown",
+                          "--filter", "optimizer=adam"], capture_output=True, text=True).stdout
+    assert out.count("\n") == 3 and "optimizer=adam" in out and "optimizer=sgd" not in out
+    bad = subprocess.run([sys.executable, "-m", "dlrun.compare", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no such folder" in bad.stderr
