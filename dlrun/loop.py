@@ -99,6 +99,7 @@ class Loop:
                 if t.gradient_clip_val > 0:
                     self.scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), t.gradient_clip_val)
+                self._call("on_before_optimizer_step")
                 self.scaler.step(opt)
                 self.scaler.update()
                 opt.zero_grad(set_to_none=True)

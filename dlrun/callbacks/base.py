@@ -13,6 +13,9 @@ class Callback:
 
     def on_epoch_start(self, loop) -> None: ...
 
+    def on_before_optimizer_step(self, loop) -> None:
+        """Gradients are in `p.grad` (unscaled when clipping is on); called only on optimizer steps."""
+
     def on_batch_end(self, loop, batch_index: int, loss) -> None:
         """`loss` is a 0-dim tensor: call .item() only when needed (it syncs a GPU)."""
 
@@ -47,4 +50,9 @@ def build_callbacks(cfg) -> dict[str, Callback]:
         if not isinstance(cb, Callback):
             raise ConfigError(f"callbacks.{name}", node.get("_target_"), "must be a dlrun.callbacks.Callback subclass")
         callbacks[name] = cb
-    return callbacks
+    # checkpoints last (as Lightning does): the state they capture at an epoch's end then holds the
+    # other callbacks' updates for that epoch (early stopping's counters, its stop request)
+    from dlrun.callbacks.checkpoint import ModelCheckpoint
+
+    last = [n for n, cb in callbacks.items() if isinstance(cb, ModelCheckpoint)]
+    return {**{n: cb for n, cb in callbacks.items() if n not in last}, **{n: callbacks[n] for n in last}}

@@ -41,6 +41,8 @@ class RichProgress(PlainProgress):
             console=console, transient=True,
         )
         self.progress.start()
+        if loop.batch_in_epoch:  # resumed mid-epoch: the loop does not call on_epoch_start for this epoch
+            self.on_epoch_start(loop)
 
     def on_epoch_start(self, loop) -> None:
         total = len(loop.data.train)
@@ -48,8 +50,8 @@ class RichProgress(PlainProgress):
             total = min(total, loop.cfg.trainer.limit_train_batches)
         if self.task is not None:
             self.progress.remove_task(self.task)
-        self.task = self.progress.add_task("", total=total, epoch=f"{loop.epoch + 1}/{loop.cfg.trainer.max_epochs}",
-                                           loss="-", rate="")
+        self.task = self.progress.add_task("", total=total, completed=loop.batch_in_epoch,
+                                           epoch=f"{loop.epoch + 1}/{loop.cfg.trainer.max_epochs}", loss="-", rate="")
 
     def on_batch_end(self, loop, batch_index: int, loss) -> None:
         if (batch_index + 1) % self.REFRESH_EVERY == 0:

@@ -1,14 +1,37 @@
-"""TensorBoard: every numeric metric as a scalar per epoch, and the run's hparams with its real results."""
+"""TensorBoard (the notes' third callback): what the notes draw, for the run being trained.
+
+Written to `<run>/tb/`, x axis = epoch:
+- SCALARS   every numeric metric of each epoch (train/…, val/…, lr, samples_per_s, time_s), and at the
+            end test/… and best/<monitor>;
+- HPARAMS   the flattened config with the run's real final metrics (test/…, best/…), so the tab
+            compares the jobs of a sweep; written only by a run that reached its test (never a placeholder);
+- HISTOGRAMS weights/<param> and grads/<param> (the last optimizer step of the epoch), every
+            `histograms_every_n_epochs` epochs (and the first);
+- IMAGES    every `images_every_n_epochs` epochs (and the first): inputs/train (the first batch as
+            the model receives it: normalised, augmented), filters/<first conv> (its kernels),
+            feature_maps/<conv> (one fixed test image after each convolution: the notes' feature maps);
+            at the end confusion_matrix/test;
+- GRAPHS    the model graph when `log_graph=true`.
+Everything heavy happens at an epoch's end (or once at the end), never per batch; nothing here draws
+from the global random generators, so an exact resume stays exact.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import numbers
 
+import torch
 from omegaconf import OmegaConf
 
 from dlrun.callbacks.base import Callback
+from dlrun.checkpoint import unwrap
+from dlrun.errors import ConfigError
 
+log = logging.getLogger("dlrun")
 _NOT_SCALARS = ("epoch", "step")
+KEY = "callbacks.tensorboard"
 
 
 def flat_hparams(cfg) -> dict:
@@ -29,29 +52,183 @@ def flat_hparams(cfg) -> dict:
     return {k: v for k, v in flat.items() if not k.startswith("hydra")}
 
 
-class TensorBoardLogger(Callback):
-    def __init__(self, dirname: str = "tb"):
-        self.dirname = dirname
-        self.writer = None
+def _grid(images: torch.Tensor, nrow: int | None = None, min_side: int = 32, scale_each: bool = True) -> torch.Tensor:
+    """[N, C, H, W] -> one [3, H', W'] image; small maps are enlarged (nearest) so that TensorBoard shows them."""
+    from torchvision.utils import make_grid
 
+    images = images.detach().float().cpu()
+    if images.shape[1] not in (1, 3):
+        images = images[:, :1]
+    factor = max(1, math.ceil(min_side / max(images.shape[-2:])))
+    if factor > 1:
+        images = torch.nn.functional.interpolate(images, scale_factor=factor, mode="nearest")
+    nrow = nrow or math.ceil(math.sqrt(len(images)))
+    return make_grid(images, nrow=nrow, padding=2, normalize=True, scale_each=scale_each, pad_value=1.0)
+
+
+def _conv_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
+
+
+def _evenly(items: list, k: int) -> list:
+    if len(items) <= k:
+        return items
+    return [items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)] if k > 1 else items[:1]
+
+
+class TensorBoardLogger(Callback):
+    def __init__(self, dirname: str = "tb", histograms_every_n_epochs: int = 1, images_every_n_epochs: int = 1,
+                 log_graph: bool = False, max_images: int = 64, max_feature_layers: int = 8, max_channels: int = 32):
+        for key, value in (("histograms_every_n_epochs", histograms_every_n_epochs),
+                           ("images_every_n_epochs", images_every_n_epochs)):
+            if value < 0:
+                raise ConfigError(f"{KEY}.{key}", value, "an integer >= 0 (0 = never)")
+        self.dirname = dirname
+        self.histograms_every, self.images_every = histograms_every_n_epochs, images_every_n_epochs
+        self.log_graph, self.max_images = log_graph, max_images
+        self.max_feature_layers, self.max_channels = max_feature_layers, max_channels
+        self.writer = None
+        self._hook = None
+        self._inputs = None
+
+    @staticmethod
+    def _due(every: int, epoch: int) -> bool:
+        return every > 0 and (epoch == 1 or epoch % every == 0)
+
+    def _is_image_data(self, loop) -> bool:
+        return len(loop.data.info.in_shape) == 3
+
+    # -- hooks ---------------------------------------------------------------------------------------
     def on_fit_start(self, loop) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step drops events a resumed run is about to write again, so the curve stays one line
         self.writer = SummaryWriter(str(loop.run_dir / self.dirname), purge_step=loop.epoch + 1 if loop.resumed_from else None)
+        if self.log_graph and not loop.resumed_from:
+            self._add_graph(loop)
+
+    def on_epoch_start(self, loop) -> None:
+        if self._due(self.images_every, loop.epoch + 1) and self._is_image_data(loop):
+            def grab(module, args):  # the first training batch, exactly as the model receives it
+                self._inputs = args[0][: self.max_images].detach().cpu()
+                self._hook.remove()
+
+            self._hook = unwrap(loop.model).register_forward_pre_hook(grab)
+
+    def on_before_optimizer_step(self, loop) -> None:
+        epoch = loop.epoch + 1
+        if not self._due(self.histograms_every, epoch):
+            return
+        t = loop.cfg.trainer
+        n_batches = min(len(loop.data.train), t.limit_train_batches or len(loop.data.train))
+        if loop.batch_in_epoch + 1 < n_batches:  # only the epoch's last step
+            return
+        # with AMP and no clipping the gradients are still multiplied by the loss scale
+        scale = loop.scaler.get_scale() if loop.scaler.is_enabled() and not t.gradient_clip_val > 0 else 1.0
+        for name, p in unwrap(loop.model).named_parameters():
+            if p.grad is not None:
+                self.writer.add_histogram(f"grads/{name}", p.grad.detach().float().cpu() / scale, epoch)
 
     def on_epoch_end(self, loop, metrics: dict) -> None:
+        epoch = loop.epoch
         for key, value in metrics.items():
             if key not in _NOT_SCALARS and isinstance(value, numbers.Number):
-                self.writer.add_scalar(key, value, loop.epoch)
+                self.writer.add_scalar(key, value, epoch)
+        model = unwrap(loop.model)
+        if self._due(self.histograms_every, epoch):
+            for name, p in model.named_parameters():
+                self.writer.add_histogram(f"weights/{name}", p.detach().float().cpu(), epoch)
+        if self._due(self.images_every, epoch) and self._is_image_data(loop):
+            self._add_images(loop, model, epoch)
         self.writer.flush()
 
     def on_fit_end(self, loop, summary: dict) -> None:
         if self.writer is None:
             return
-        results = {f"hparam/{k}": v for k, v in (summary.get("test") or {}).items()}
-        if summary.get("best"):
-            results.update({f"hparam/best_{k}": v for k, v in summary["best"].items() if k != "epoch"})
-        if results:
-            self.writer.add_hparams(flat_hparams(loop.cfg), results, run_name=".")
+        if self._hook is not None:
+            self._hook.remove()
+        if summary["status"] in ("completed", "stopped_early") and summary.get("test"):
+            results = dict(summary["test"])
+            if summary.get("best"):
+                results.update({f"best/{k}": v for k, v in summary["best"].items() if k != "epoch"})
+            for key, value in results.items():
+                self.writer.add_scalar(key, value, loop.epoch)
+            if loop.data.info.task == "classification":
+                self._add_confusion_matrix(loop)
+            self._add_hparams(loop, results)
         self.writer.close()
+
+    # -- pictures --------------------------------------------------------------------------------------
+    def _add_images(self, loop, model, epoch: int) -> None:
+        if self._inputs is not None:
+            self.writer.add_image("inputs/train", _grid(self._inputs, scale_each=False), epoch)
+            self._inputs = None
+        convs = [(n, m) for n, m in _conv_layers(model) if isinstance(m, torch.nn.Conv2d)]
+        if not convs:
+            return
+        name, first = convs[0]
+        w = first.weight[: self.max_channels]
+        # RGB kernels as colour tiles; otherwise one tile per (output, input) channel pair, a row per output
+        tiles = w if w.shape[1] == 3 else w.reshape(-1, 1, *w.shape[-2:])
+        nrow = None if w.shape[1] in (1, 3) else w.shape[1]
+        self.writer.add_image(f"filters/{name}", _grid(tiles, nrow=nrow, min_side=40), epoch)
+
+        x = loop.data.test.x[:1]
+        maps, handles = {}, []
+        for n, m in _evenly(convs, self.max_feature_layers):
+            handles.append(m.register_forward_hook(lambda mod, args, out, n=n: maps.__setitem__(n, out)))
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(x)
+        finally:
+            model.train(was_training)
+            for h in handles:
+                h.remove()
+        self.writer.add_image("feature_maps/input", _grid(x), epoch)
+        for n, out in maps.items():
+            fm = out[0, : self.max_channels].unsqueeze(1)  # one tile per channel
+            self.writer.add_image(f"feature_maps/{n}", _grid(fm), epoch)
+
+    @torch.no_grad()
+    def _add_confusion_matrix(self, loop) -> None:
+        from dlrun.device import autocast
+        from dlrun.metrics import predict_classes
+        from dlrun.plots import confusion_matrix, confusion_matrix_figure
+
+        model = loop.model
+        was_training = model.training
+        model.eval()
+        preds, targets = [], []
+        for x, y in loop.data.test:
+            with autocast(loop.device, loop.amp_dtype):
+                out = model(x)
+            preds.append(predict_classes(out).cpu())
+            targets.append(y.view(-1).long().cpu())
+        model.train(was_training)
+        pred, target = torch.cat(preds).numpy(), torch.cat(targets).numpy()
+        n = max(loop.data.info.num_classes, 2, int(max(pred.max(initial=0), target.max(initial=0))) + 1)
+        fig = confusion_matrix_figure(confusion_matrix(pred, target, n), loop.data.info.class_names,
+                                      title=f"test split, epoch {loop.epoch}")
+        self.writer.add_figure("confusion_matrix/test", fig, loop.epoch)  # closes the figure
+
+    def _add_graph(self, loop) -> None:
+        model = unwrap(loop.model)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=[]):  # tracing must not move the training's random stream
+                self.writer.add_graph(model, loop.data.test.x[:1])
+        except Exception as e:  # some models do not trace; the graph is optional
+            log.warning("TensorBoard: no model graph (%s: %s)", type(e).__name__, str(e).splitlines()[0][:120])
+        finally:
+            model.train(was_training)
+
+    def _add_hparams(self, loop, results: dict) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        # written into this run's own event file: the metrics are the scalars logged just above
+        exp, ssi, sei = hparams(flat_hparams(loop.cfg), results)
+        for s in (exp, ssi, sei):
+            self.writer.file_writer.add_summary(s)
