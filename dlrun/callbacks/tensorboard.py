@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import warnings
 
 import torch
 from omegaconf import OmegaConf
@@ -218,7 +219,8 @@ class TensorBoardLogger(Callback):
         was_training = model.training
         model.eval()
         try:
-            with torch.random.fork_rng(devices=[]):  # tracing must not move the training's random stream
+            with torch.random.fork_rng(devices=[]), warnings.catch_warnings():  # keep the training's random stream
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace's deprecation notice
                 self.writer.add_graph(model, loop.data.test.x[:1])
         except Exception as e:  # some models do not trace; the graph is optional
             log.warning("TensorBoard: no model graph (%s: %s)", type(e).__name__, str(e).splitlines()[0][:120])

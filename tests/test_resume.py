@@ -1,0 +1,118 @@
+"""Exact resume: a run killed mid-epoch (SIGKILL) or stopped by SIGTERM, then continued, ends with exactly
+the weights and metrics of an uninterrupted run with the same seed; TensorBoard shows one curve."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import TINY, make_cfg, read_summary
+from dlrun.records import read_jsonl
+from dlrun.tasks import build_loop, train
+
+TESTS = Path(__file__).parent
+# 4 epochs of 15 batches; dropout makes the random stream matter; one thread so every process adds up alike
+RUN = [*TINY, "trainer.max_epochs=4", "data.batch_size=16", "model.dropout=0.3", "trainer.deterministic=true",
+       "trainer.num_threads=1"]
+TIMING = ("time_s", "samples_per_s")
+
+
+def start(run_dir: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "PYTHONUNBUFFERED": "1"}
+    env.pop("DLRUN_DEBUG", None)
+    return subprocess.Popen([sys.executable, "-m", "dlrun", *RUN, f"hydra.run.dir={run_dir}", *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def slowed(progress: Path) -> list[str]:
+    return ["+callbacks.slow._target_=user_callbacks.SlowDown", "+callbacks.slow.seconds=0.02",
+            f"+callbacks.slow.progress={progress}"]
+
+
+def wait_for(proc: subprocess.Popen, progress: Path, epochs_done: int, batch: int, timeout: float = 240) -> None:
+    """Block until the run is `batch` batches into the epoch after `epochs_done` completed ones."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the run ended before the kill point:\n{proc.stdout.read()}"
+        try:
+            e, b = map(int, progress.read_text().split())
+        except (OSError, ValueError):  # not written yet, or caught mid-write
+            e, b = -1, -1
+        if (e, b) >= (epochs_done, batch):
+            assert (e, b) < (epochs_done, batch + 5), "overshot the kill point"
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"no progress to epoch {epochs_done}, batch {batch}")
+
+
+def weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def assert_same_run(run_dir: Path, reference: Path) -> None:
+    got, want = weights(run_dir), weights(reference)
+    assert got.keys() == want.keys()
+    for name in want:
+        assert torch.equal(got[name], want[name]), name
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+    assert strip(read_jsonl(run_dir / "metrics.jsonl")) == strip(read_jsonl(reference / "metrics.jsonl"))
+    assert read_summary(run_dir)["test"] == read_summary(reference)["test"]
+    assert read_summary(run_dir)["status"] == "completed"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted run (in-process: same config, same single thread as the subprocesses)."""
+    run_dir = tmp_path_factory.mktemp("reference")
+    summary = build_loop(make_cfg(*RUN), run_dir).fit()
+    assert summary["status"] == "completed" and summary["epochs"] == 4
+    return run_dir
+
+
+def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path, reference):
+    run_dir, progress = tmp_path / "run", tmp_path / "progress"
+    proc = start(run_dir, *slowed(progress))
+    wait_for(proc, progress, epochs_done=2, batch=6)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (run_dir / "summary.json").exists()  # no chance to write anything: a real crash
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
+
+    resumed = start(run_dir, "trainer.resume=true")
+    out, _ = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, out
+    assert "resumed from" in out
+    assert_same_run(run_dir, reference)
+
+    # TensorBoard: one continuous curve, each epoch once (the killed run's epochs 1-2 and the resumed 3-4)
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert [e.value for e in acc.Scalars("val/loss")] == pytest.approx(
+        [r["val/loss"] for r in read_jsonl(reference / "metrics.jsonl")])
+
+
+def test_sigterm_stops_gracefully_and_resumes_exactly_from_mid_epoch(tmp_path, reference):
+    run_dir, progress = tmp_path / "run", tmp_path / "progress"
+    proc = start(run_dir, *slowed(progress))
+    wait_for(proc, progress, epochs_done=1, batch=4)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    summary = read_summary(run_dir)
+    assert summary["status"] == "interrupted" and summary["epochs"] == 1 and summary["test"] == {}
+    assert "trainer.resume=true" in out  # tells the user how to continue
+    last = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert last["epoch"] == 1 and 4 <= last["batch_in_epoch"] < 15  # mid-epoch, where it stopped
+
+    # continue it (in-process, the path `dlrun trainer.resume=true hydra.run.dir=...` takes)
+    train(make_cfg(*RUN, "trainer.resume=true"), run_dir)
+    assert_same_run(run_dir, reference)
+    assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 4

@@ -1,0 +1,114 @@
+"""TensorBoard: the event files, read back with TensorBoard's own EventAccumulator, hold what the notes draw."""
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from dlrun.tasks import build_loop
+
+FAST = ("trainer.num_threads=1",)
+
+
+def events(run_dir):
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "histograms": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+@pytest.fixture(scope="module")
+def lenet_run(tmp_path_factory):
+    from conftest import TINY, make_cfg
+
+    run_dir = tmp_path_factory.mktemp("tb_run")
+    loop = build_loop(make_cfg(*TINY, *FAST, "callbacks.tensorboard.log_graph=true", "optimizer.lr=0.003"), run_dir)
+    summary = loop.fit()
+    return run_dir, summary, events(run_dir)
+
+
+def test_scalars_of_every_metric_lr_and_throughput(lenet_run):
+    run_dir, summary, acc = lenet_run
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr", "samples_per_s", "time_s"} <= tags
+    assert [e.step for e in acc.Scalars("val/acc")] == [1, 2]
+    # the end of the run: the test metrics and the best monitored value, at the last epoch
+    assert acc.Scalars("test/acc")[-1].value == pytest.approx(summary["test"]["test/acc"])
+    assert acc.Scalars("best/val/acc")[-1].value == pytest.approx(summary["best"]["val/acc"])
+
+
+def test_hparams_hold_the_config_and_the_real_final_metrics(lenet_run):
+    run_dir, summary, acc = lenet_run
+    content = acc.PluginTagToContent("hparams")
+    exp = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["optimizer.lr"].number_value == pytest.approx(0.003)
+    assert start.hparams["model._target_"].string_value.endswith("LeNet5")
+    assert start.hparams["data.name"].string_value == "synthetic"
+    metric_tags = {m.name.tag for m in exp.metric_infos}
+    assert {"test/acc", "test/loss", "best/val/acc"} <= metric_tags
+    # the HPARAMS tab shows these scalars' values: they are the run's results, not placeholders
+    assert acc.Scalars("test/loss")[-1].value == pytest.approx(summary["test"]["test/loss"])
+
+
+def test_histograms_of_weights_and_gradients(lenet_run):
+    _, _, acc = lenet_run
+    tags = set(acc.Tags()["histograms"])
+    assert {"weights/features.0.weight", "grads/features.0.weight", "weights/classifier.5.bias",
+            "grads/classifier.5.bias"} <= tags
+    assert [e.step for e in acc.Histograms("grads/features.0.weight")] == [1, 2]
+    grads = acc.Histograms("grads/features.0.weight")[-1].histogram_value
+    assert grads.num == 6 * 1 * 5 * 5 and grads.max > grads.min  # real gradients, not zeros
+
+
+def test_images_inputs_filters_feature_maps_confusion_matrix(lenet_run):
+    _, _, acc = lenet_run
+    tags = set(acc.Tags()["images"])
+    assert {"inputs/train", "filters/features.0", "feature_maps/input", "feature_maps/features.0",
+            "feature_maps/features.3", "confusion_matrix/test"} <= tags
+    # feature maps of the 1x16x16 test image after the first 5x5 conv: 6 maps of 12x12, enlarged x3 to 36,
+    # tiled 3 per row with 2-pixel padding
+    fm = acc.Images("feature_maps/features.0")[-1]
+    assert (fm.width, fm.height) == (3 * 36 + 4 * 2, 2 * 36 + 3 * 2)
+    # second conv: 16 maps of 2x2 (enlarged x16 to 32), 4 x 4
+    fm2 = acc.Images("feature_maps/features.3")[-1]
+    assert (fm2.width, fm2.height) == (4 * 32 + 5 * 2, 4 * 32 + 5 * 2)
+    # six first-layer kernels of 5x5, enlarged x8 to 40
+    filt = acc.Images("filters/features.0")[-1]
+    assert (filt.width, filt.height) == (3 * 40 + 4 * 2, 2 * 40 + 3 * 2)
+    # inputs as the model sees them: the first training batch (default batch size 128 > 64 shown), 8 x 8 tiles
+    inputs = acc.Images("inputs/train")[-1]
+    assert (inputs.width, inputs.height) == (8 * 32 + 9 * 2, 8 * 32 + 9 * 2)
+    assert [e.step for e in acc.Images("inputs/train")] == [1, 2]
+    assert [e.step for e in acc.Images("confusion_matrix/test")] == [2]
+    assert acc.Images("confusion_matrix/test")[0].encoded_image_string[:4] == b"\x89PNG"
+
+
+def test_model_graph_on_request(lenet_run):
+    _, _, acc = lenet_run
+    assert acc.Tags()["graph"] and any("Conv" in n.op or "conv" in n.op.lower() for n in acc.Graph().node)
+
+
+def test_vector_data_gets_scalars_and_a_confusion_matrix_but_no_image_grids(tmp_path):
+    from conftest import make_cfg
+
+    cfg = make_cfg("data=synthetic", "data.size=128", "data.shape=[8]", "data.num_classes=3", "model=mlp",
+                   "trainer.max_epochs=1", "trainer.progress=none", *FAST)
+    build_loop(cfg, tmp_path).fit()
+    acc = events(tmp_path)
+    assert set(acc.Tags()["images"]) == {"confusion_matrix/test"}
+    assert "train/loss" in acc.Tags()["scalars"]
+
+
+def test_an_interrupted_run_writes_no_hparams(tiny_cfg, tmp_path):
+    from dlrun.callbacks.base import Callback
+
+    class Interrupt(Callback):
+        def on_batch_end(self, loop, i, loss):
+            loop.request_stop("interrupted")
+
+    loop = build_loop(tiny_cfg(*FAST), tmp_path)
+    loop.callbacks["interrupt"] = Interrupt()
+    assert loop.fit()["status"] == "interrupted"
+    acc = events(tmp_path)
+    assert not acc.Tags()["scalars"]  # no epoch finished
+    with pytest.raises(KeyError):
+        acc.PluginTagToContent("hparams")

@@ -1,0 +1,45 @@
+"""Callbacks a user would write in their own module; loaded from config with +callbacks.NAME._target_=...
+
+Tests put this folder on PYTHONPATH and run `dlrun +callbacks.mine._target_=user_callbacks.Recorder ...`.
+"""
+
+import json
+import time
+from pathlib import Path
+
+from dlrun.callbacks import Callback
+
+
+class Recorder(Callback):
+    """Appends one JSON line per hook call to `path` (the proof that dlrun called it)."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def _write(self, **record):
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def on_fit_start(self, loop):
+        self._write(hook="on_fit_start", epoch=loop.epoch)
+
+    def on_epoch_end(self, loop, metrics):
+        self._write(hook="on_epoch_end", epoch=loop.epoch, val_acc=metrics.get("val/acc"))
+
+    def on_train_end(self, loop):
+        self._write(hook="on_train_end", epoch=loop.epoch)
+
+    def on_fit_end(self, loop, summary):
+        self._write(hook="on_fit_end", status=summary["status"])
+
+
+class SlowDown(Callback):
+    """Sleeps after every batch and writes `<completed epochs> <batches done in this epoch>` to `progress`,
+    so that a test can kill a run at a known point of an epoch."""
+
+    def __init__(self, seconds: float, progress: str):
+        self.seconds, self.progress = seconds, Path(progress)
+
+    def on_batch_end(self, loop, batch_index, loss):
+        self.progress.write_text(f"{loop.epoch} {batch_index + 1}\n")
+        time.sleep(self.seconds)
