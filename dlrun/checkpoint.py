@@ -6,6 +6,7 @@ it: no pickled code is ever executed when a checkpoint is opened.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -62,6 +63,9 @@ def capture(loop) -> dict:
         "callbacks": {name: cb.state_dict() for name, cb in loop.callbacks.items()},
         "rng": _rng_state(),
         "config": OmegaConf.to_container(loop.cfg, resolve=True),
+        # what task=predict needs to rebuild the model and prepare inputs without loading the dataset
+        "data_info": {**dataclasses.asdict(loop.data.info), "in_shape": list(loop.data.info.in_shape)},
+        "data_stats": {"mean": loop.data.mean, "std": loop.data.std} if loop.data.mean is not None else None,
     }
 
 

@@ -57,6 +57,18 @@ class TrainerConfig:
 
 
 @dataclass
+class EvalConfig:
+    split: str = "test"  # task=eval scores this split: test | val | train
+    topk: int = 5  # top-k accuracy (reported when 1 < topk < number of classes)
+
+
+@dataclass
+class PredictConfig:
+    inputs: Optional[str] = None  # task=predict: an image file, a folder, a glob, or a .npy array
+    topk: int = 3  # classes shown (and written) per input
+
+
+@dataclass
 class DlrunConfig:
     task: str = "train"  # train | summary | eval | predict | landscape
     seed: int = 42
@@ -68,10 +80,13 @@ class DlrunConfig:
     loss: Any = MISSING
     optimizer: Any = MISSING
     callbacks: Any = field(default_factory=dict)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
 
 
 TASKS = ("train", "summary", "eval", "predict", "landscape")
 PRECISIONS = ("32", "bf16", "16")
+SPLITS = ("test", "val", "train")
 PROGRESS = ("auto", "rich", "plain", "none")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -131,8 +146,14 @@ def validate(cfg: DictConfig) -> None:
     dropout = OmegaConf.select(cfg, "model.dropout")
     if dropout is not None:
         _check(0.0 <= dropout < 1.0, "model.dropout", dropout, "a probability in [0, 1)")
-    if cfg.task == "eval":
-        _check(cfg.ckpt_path is not None, "ckpt_path", None, "task=eval needs ckpt_path=PATH")
+    if cfg.task in ("eval", "predict"):
+        _check(cfg.ckpt_path is not None, "ckpt_path", None, f"task={cfg.task} needs ckpt_path=PATH")
+    _check(cfg.eval.split in SPLITS, "eval.split", cfg.eval.split, f"one of {', '.join(SPLITS)}")
+    _check(cfg.eval.topk >= 1, "eval.topk", cfg.eval.topk, "an integer >= 1")
+    _check(cfg.predict.topk >= 1, "predict.topk", cfg.predict.topk, "an integer >= 1")
+    if cfg.task == "predict":
+        _check(bool(cfg.predict.inputs), "predict.inputs", cfg.predict.inputs,
+               "task=predict needs predict.inputs=PATH (an image, a folder, a glob or a .npy file)")
 
 
 

@@ -1,0 +1,201 @@
+"""task=eval: a checkpoint scored again gives the training run's own test numbers, plus a per-class report."""
+
+import json
+from fractions import Fraction as F
+
+import numpy as np
+import pytest
+import torch
+
+import dlrun.data
+from conftest import make_cfg, read_summary, run_dlrun
+from dlrun.data import idx
+from dlrun.data.source import Source
+from dlrun.errors import CheckpointError, ConfigError
+from dlrun.evaluate import classification_report, regression_metrics, run_eval, topk_accuracy
+from dlrun.plots import confusion_matrix
+from dlrun.records import read_jsonl
+from dlrun.tasks import train
+
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def write_tiny_fashion_mnist(folder, n_train=300, n_test=100, seed=0):
+    """IDX files whose images show their label as a bright band (rows 2y..2y+3), so a tiny MLP learns them."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        y = rng.integers(0, 10, n)
+        x = rng.integers(0, 100, (n, 28, 28))
+        band = (np.arange(28)[None, :] // 3 == y[:, None])  # n×28: the rows of each sample's band
+        x[band] += 150
+        idx.write_idx(folder / f"{prefix}-images-idx3-ubyte", x)
+        idx.write_idx(folder / f"{prefix}-labels-idx1-ubyte", y)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished tiny Fashion-MNIST run (an MLP, not the default LeNet) trained in-process."""
+    root = tmp_path_factory.mktemp("data")
+    write_tiny_fashion_mnist(root / "FashionMNIST" / "raw")
+    run_dir = tmp_path_factory.mktemp("train")
+    cfg = make_cfg("data=fashion_mnist", f"data.root={root}", "data.batch_size=32", "model=mlp", "model.hidden=[32]",
+                   "trainer.max_epochs=3", "trainer.progress=none", "optimizer.lr=0.01")
+    train(cfg, run_dir)
+    return run_dir
+
+
+def eval_cfg(ckpt, *more):
+    # deliberately no model=/data= overrides: they come from the checkpoint (the defaults would be LeNet)
+    return make_cfg("task=eval", f"ckpt_path={ckpt}", "trainer.progress=none", *more)
+
+
+def test_eval_reproduces_the_logged_test_metrics(trained, tmp_path):
+    ckpt = trained / "checkpoints" / "last.pt"
+    summary = read_summary(trained)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == summary["epochs"] == 3  # last.pt holds the final weights
+    run_eval(eval_cfg(ckpt), tmp_path)
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["split"] == "test" and result["samples"] == 100 and result["epoch"] == 3
+    for key in ("test/loss", "test/acc"):
+        assert result["metrics"][key] == pytest.approx(summary["test"][key], abs=1e-6)
+    assert summary["test"]["test/acc"] > 0.3  # it did learn: the numbers compared are not all-chance noise
+    # the report is consistent with the confusion matrix it comes with
+    cm = np.array(result["confusion_matrix"])
+    assert result["class_names"] == FASHION and list(result["per_class"]) == FASHION
+    assert cm.sum() == 100 and np.trace(cm) / 100 == pytest.approx(result["metrics"]["test/acc"])
+    for i, name in enumerate(FASHION):
+        assert result["per_class"][name]["support"] == cm[i].sum()
+        if cm[i].sum():
+            assert result["per_class"][name]["recall"] == pytest.approx(cm[i, i] / cm[i].sum())
+    # weighted recall is accuracy, by definition
+    assert result["averages"]["weighted"]["recall"] == pytest.approx(result["metrics"]["test/acc"])
+    assert 0 <= result["metrics"]["test/top5_acc"] <= 1
+    assert result["metrics"]["test/top5_acc"] >= result["metrics"]["test/acc"]
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_eval_command_on_the_val_split_matches_the_last_epoch_and_logs_the_picture(trained, tmp_path):
+    run_dir = tmp_path / "eval"
+    proc = run_dlrun("task=eval", f"ckpt_path={trained / 'checkpoints' / 'last.pt'}", "eval.split=val", "eval.topk=3",
+                     "trainer.progress=none", f"hydra.run.dir={run_dir}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "macro avg" in out and "weighted avg" in out and "T-shirt/top" in out
+    result = json.loads((run_dir / "eval.json").read_text())
+    last_epoch = read_jsonl(trained / "metrics.jsonl")[-1]
+    for key in ("val/loss", "val/acc"):  # the validation of the last epoch ran on these very weights
+        assert result["metrics"][key] == pytest.approx(last_epoch[key], abs=1e-6)
+    assert "val/top3_acc" in result["metrics"]
+    assert (run_dir / "confusion_matrix.png").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    assert "eval/confusion_matrix" in events.Tags()["images"]
+    assert events.Images("eval/confusion_matrix")[0].width > 100
+
+
+def test_per_class_numbers_equal_a_hand_computation():
+    # rows: true class, columns: predicted class; class 3 is never predicted
+    cm = np.array([[5, 1, 0, 0],
+                   [2, 3, 1, 0],
+                   [0, 0, 4, 0],
+                   [1, 1, 0, 0]])
+    target = np.repeat(np.arange(4), cm.sum(axis=1))
+    pred = np.concatenate([np.repeat(np.arange(4), row) for row in cm])
+    assert np.array_equal(confusion_matrix(pred, target, 4), cm)
+    report = classification_report(target, pred, ["a", "b", "c", "d"])
+    # by hand: precision = tp / column sum, recall = tp / row sum, f1 = 2tp / (2tp + fp + fn)
+    expected = {"a": (F(5, 8), F(5, 6), F(10, 14), 6),
+                "b": (F(3, 5), F(3, 6), F(6, 11), 6),
+                "c": (F(4, 5), F(4, 4), F(8, 9), 4),
+                "d": (F(0), F(0), F(0), 2)}  # 0/0 precision reported as 0
+    for name, (p, r, f1, support) in expected.items():
+        got = report["per_class"][name]
+        assert got["precision"] == pytest.approx(float(p)) and got["recall"] == pytest.approx(float(r))
+        assert got["f1"] == pytest.approx(float(f1)) and got["support"] == support
+    macro, weighted = report["averages"]["macro"], report["averages"]["weighted"]
+    assert macro["precision"] == pytest.approx(float((F(5, 8) + F(3, 5) + F(4, 5)) / 4))
+    assert macro["f1"] == pytest.approx(float((F(10, 14) + F(6, 11) + F(8, 9)) / 4))
+    assert weighted["precision"] == pytest.approx(float((6 * F(5, 8) + 6 * F(3, 5) + 4 * F(4, 5)) / 18))
+    assert weighted["recall"] == pytest.approx(12 / 18)  # = accuracy
+    assert weighted["support"] == macro["support"] == 18
+
+
+def test_topk_accuracy_by_hand():
+    scores = torch.tensor([[0.1, 0.5, 0.4],   # true 2: ranked 2nd
+                           [0.7, 0.2, 0.1],   # true 0: ranked 1st
+                           [0.2, 0.3, 0.5],   # true 0: ranked 3rd
+                           [0.5, 0.4, 0.1]])  # true 2: ranked 3rd
+    target = torch.tensor([2, 0, 0, 2])
+    assert topk_accuracy(scores, target, 1) == 0.25
+    assert topk_accuracy(scores, target, 2) == 0.5
+    assert topk_accuracy(scores, target, 3) == 1.0
+
+
+def test_regression_metrics_by_hand():
+    m = regression_metrics(np.array([1.0, 2.0, 3.0, 4.0]), np.array([[1.0], [2.0], [3.0], [5.0]]), "test")
+    # errors 0, 0, 0, 1: MAE 1/4, MSE 1/4 -> RMSE 1/2; SS_tot = 2.25+0.25+0.25+2.25 = 5 -> R² = 1 - 1/5
+    assert m == pytest.approx({"test/mae": 0.25, "test/rmse": 0.5, "test/r2": 0.8})
+
+
+def from_config(cfg, seed):
+    """A toy regression source (y = mean of the features), registered under data.name=toy_regression."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(320, 4)).astype(np.float32)
+    y = x.mean(axis=1, keepdims=True).astype(np.float32)
+    return Source(x[:256], y[:256], x[256:], y[256:], [], task="regression")
+
+
+def test_eval_of_a_regression_run_gives_mae_rmse_r2(tmp_path, monkeypatch):
+    monkeypatch.setitem(dlrun.data.SOURCES, "toy_regression", __name__)
+    cfg = make_cfg("data=synthetic", "data.name=toy_regression", "model=mlp", "model.hidden=[16]",
+                   "loss._target_=torch.nn.MSELoss", "~loss.label_smoothing", "monitor=val/loss",
+                   "trainer.max_epochs=3", "trainer.progress=none", "optimizer.lr=0.01")
+    train(cfg, tmp_path / "train")
+    summary = read_summary(tmp_path / "train")
+    run_eval(eval_cfg(tmp_path / "train" / "checkpoints" / "last.pt"), tmp_path)
+    metrics = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    assert set(metrics) == {"test/loss", "test/mae", "test/rmse", "test/r2"}
+    assert metrics["test/loss"] == pytest.approx(summary["test"]["test/loss"], abs=1e-6)
+    # the MSE loss is RMSE² in the units the loss saw (targets standardised with target_std when build_data does)
+    target_std = (torch.load(tmp_path / "train" / "checkpoints" / "last.pt", weights_only=True)["data_info"]
+                  .get("target_std") or [1.0])[0]
+    assert metrics["test/rmse"] ** 2 == pytest.approx(metrics["test/loss"] * target_std**2, rel=1e-5)
+    for key in ("test/mae", "test/rmse"):  # the training loop's own figures, where it reports them
+        if key in summary["test"]:
+            assert metrics[key] == pytest.approx(summary["test"][key], rel=1e-5)
+    assert metrics["test/r2"] > 0.5
+    assert not (tmp_path / "confusion_matrix.png").exists()
+
+
+# -- errors ---------------------------------------------------------------------------------------------
+def test_checkpoint_without_stored_config(trained, tmp_path):
+    state = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
+    bare = tmp_path / "bare.pt"
+    torch.save({"model": state["model"]}, bare)
+    with pytest.raises(CheckpointError, match="holds no stored config"):
+        run_eval(eval_cfg(bare), tmp_path)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        run_eval(eval_cfg(tmp_path / "nope.pt"), tmp_path)
+
+
+def test_val_split_of_a_run_without_one(trained, tmp_path):
+    state = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
+    state["config"]["data"]["val_fraction"] = 0.0  # as if trained with data.val_fraction=0
+    torch.save(state, tmp_path / "no_val.pt")
+    with pytest.raises(ConfigError, match="eval.split=val.*no validation split"):
+        run_eval(eval_cfg(tmp_path / "no_val.pt", "eval.split=val"), tmp_path)
+
+
+@pytest.mark.parametrize("override, message", [("eval.split=holdout", "eval.split=holdout"),
+                                               ("eval.topk=0", "eval.topk=0")])
+def test_bad_eval_options(override, message):
+    from dlrun.config import validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate(eval_cfg("x.pt", override))
