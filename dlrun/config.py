@@ -82,6 +82,7 @@ class DlrunConfig:
     callbacks: Any = field(default_factory=dict)
     eval: EvalConfig = field(default_factory=EvalConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    landscape: Any = None  # task=landscape: a dlrun/conf/landscape/*.yaml (checked by _validate_landscape)
 
 
 TASKS = ("train", "summary", "eval", "predict", "landscape")
@@ -154,7 +155,43 @@ def validate(cfg: DictConfig) -> None:
     if cfg.task == "predict":
         _check(bool(cfg.predict.inputs), "predict.inputs", cfg.predict.inputs,
                "task=predict needs predict.inputs=PATH (an image, a folder, a glob or a .npy file)")
+    if cfg.task == "landscape":
+        _validate_landscape(cfg.landscape)
 
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _pair(v) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_number, v))
+
+
+def _validate_landscape(lc) -> None:
+    """The keys of dlrun/conf/landscape/*.yaml (the surface name and landscape.expr are checked by the task)."""
+    from pathlib import Path
+
+    if lc is None:
+        names = sorted(p.stem for p in (Path(__file__).parent / "conf" / "landscape").glob("*.yaml"))
+        raise ConfigError("landscape", None, f"task=landscape needs landscape=NAME, one of {', '.join(names)}")
+    lc = OmegaConf.to_container(lc, resolve=True)
+    _check(_pair(lc.get("start")), "landscape.start", lc.get("start"), "[x, y], two numbers")
+    steps = lc.get("steps")
+    _check(isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1, "landscape.steps", steps,
+           "an integer >= 1")
+    _check(_number(lc.get("eps")) and lc["eps"] > 0, "landscape.eps", lc.get("eps"), "a number > 0")
+    minima = lc.get("minima")
+    _check(minima is None or (isinstance(minima, list) and all(map(_pair, minima))), "landscape.minima", minima,
+           "null (the minima found) or a list of [x, y] points")
+    bounds = lc.get("bounds")
+    _check(isinstance(bounds, list) and len(bounds) == 2 and all(_pair(b) and b[0] < b[1] for b in bounds),
+           "landscape.bounds", bounds, "[[x_min, x_max], [y_min, y_max]] with min < max")
+    grid = lc.get("critical_grid")
+    _check(isinstance(grid, int) and not isinstance(grid, bool) and 1 <= grid <= 100, "landscape.critical_grid",
+           grid, "an integer in [1, 100] (Newton starts per axis)")
+    expr = lc.get("expr")
+    _check(expr is None or isinstance(expr, str), "landscape.expr", expr, "a quoted expression such as \"x**2 - y**2\"")
 
 
 def build(node, key: str, **kwargs):
