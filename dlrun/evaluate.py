@@ -23,6 +23,7 @@ from dlrun import checkpoint
 from dlrun.config import build
 from dlrun.console import console
 from dlrun.data import DataInfo, build_data
+from dlrun.data.loader import TensorLoader
 from dlrun.device import autocast, autocast_dtype, select_device
 from dlrun.errors import CheckpointError, ConfigError, DataError
 from dlrun.loop import evaluate
@@ -130,6 +131,13 @@ def probabilities(outputs: torch.Tensor) -> torch.Tensor:
     return torch.stack([1 - p1, p1], dim=1)
 
 
+def top_classes(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k most probable classes per row, best first; ties keep the lower class first, so the first
+    one is always what predict_classes (argmax, or score > 0) picks."""
+    p, i = torch.sort(probs, dim=1, descending=True, stable=True)
+    return p[:, :k], i[:, :k]
+
+
 # -- task=eval ------------------------------------------------------------------------------------------
 def run_eval(cfg: DictConfig, run_dir: Path) -> float | None:
     from dlrun.plots import confusion_matrix, confusion_matrix_figure, save_figure
@@ -139,24 +147,28 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> float | None:
     stored = stored_config(state, path)
     device, amp_dtype = _runtime(cfg)
     data = build_data(stored.data, device, stored.seed)
-    loader = {"train": data.train, "val": data.val, "test": data.test}[split]
-    if loader is None:
+    chosen = {"train": data.train, "val": data.val, "test": data.test}[split]
+    if chosen is None:
         raise ConfigError("eval.split", split, f"the checkpoint's run had no validation split "
                           f"(data.val_fraction={stored.data.val_fraction}); use test or train")
+    # in order and in evaluation-sized batches: for val/test exactly the batches the training run scored
+    loader = TensorLoader(chosen.x, chosen.y, stored.data.eval_batch_size)
     model = _restore_model(stored, data.info, state, path, device)
     loss_fn = build(stored.loss, "loss")
 
     # loss and accuracy by the very function the training run's test used, so the numbers agree
     metrics = evaluate(model, loader, loss_fn, device, amp_dtype, split)
     outputs = _forward(model, (x for x, _ in loader), device, amp_dtype)
-    target = torch.cat([y.cpu() for _, y in loader])
+    target = loader.y.cpu()
     result = {"checkpoint": str(path), "epoch": state.get("epoch"), "split": split, "samples": len(target),
               "task": data.info.task, "metrics": metrics}
 
     if data.info.task == "regression":
         metrics.pop(f"{split}/acc", None)  # no classes to count
+        # in the targets' own units (the loop's MAE/RMSE, when it reports them, agree), plus R²
         metrics.update(regression_metrics(to_target_units(target, data.info), to_target_units(outputs, data.info), split))
         write_json(run_dir / "eval.json", result)
+        _log_to_tensorboard(run_dir / "tb", None, metrics, step=int(state.get("epoch") or 0))
         _print_metrics(result)
         return metrics[f"{split}/loss"]
 
@@ -183,7 +195,8 @@ def _log_to_tensorboard(tb_dir: Path, fig, metrics: dict, step: int) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(str(tb_dir)) as writer:
-        writer.add_figure("eval/confusion_matrix", fig, global_step=step, close=False)
+        if fig is not None:
+            writer.add_figure("eval/confusion_matrix", fig, global_step=step, close=False)
         for key, value in metrics.items():
             writer.add_scalar(f"eval/{key}", value, step)
 
@@ -325,7 +338,7 @@ def run_predict(cfg: DictConfig, run_dir: Path) -> None:
         probs = probabilities(outputs)
         class_names = _class_names(info, probs.shape[1])
         k = min(cfg.predict.topk, probs.shape[1])
-        top_p, top_i = probs.topk(k, dim=1)
+        top_p, top_i = top_classes(probs, k)
         header = ["input"] + [col for r in range(1, k + 1) for col in (f"top{r}", f"top{r}_prob")]
         rows = [[name, *(v for p, i in zip(ps.tolist(), idx.tolist()) for v in (class_names[i], f"{p:.6f}"))]
                 for name, ps, idx in zip(names, top_p, top_i)]

@@ -96,6 +96,14 @@ def test_eval_command_on_the_val_split_matches_the_last_epoch_and_logs_the_pictu
     assert events.Images("eval/confusion_matrix")[0].width > 100
 
 
+def test_eval_of_the_train_split(trained, tmp_path):
+    run_eval(eval_cfg(trained / "checkpoints" / "last.pt", "eval.split=train", "eval.topk=2"), tmp_path)
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["samples"] == 270  # 300 minus the seeded 10% validation split
+    assert sum(r["support"] for r in result["per_class"].values()) == 270
+    assert set(result["metrics"]) == {"train/loss", "train/acc", "train/top2_acc"}
+
+
 def test_per_class_numbers_equal_a_hand_computation():
     # rows: true class, columns: predicted class; class 3 is never predicted
     cm = np.array([[5, 1, 0, 0],

@@ -1,6 +1,7 @@
 """task=predict: image files and .npy arrays, prepared as in training, classified by a checkpoint."""
 
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -125,6 +126,22 @@ def test_predict_command_needs_no_dataset(ckpt, images, tmp_path):
     assert proc.returncode == 0, out
     assert "bright_2.png" in out and "dark_0.png" in out
     assert len((run_dir / "predictions.csv").read_text().splitlines()) == 1 + 4
+
+
+def test_probabilities_and_their_order_agree_with_the_predicted_class():
+    from dlrun.evaluate import probabilities, top_classes
+    from dlrun.metrics import predict_classes
+
+    single = torch.tensor([[0.0], [2.0], [-1.0]])  # one output (bce logit, perceptron step): class 1 if > 0
+    probs = probabilities(single)
+    assert torch.allclose(probs[1], torch.tensor([1 - 0.880797, 0.880797]), atol=1e-6)
+    _, order = top_classes(probs, 2)
+    assert order[:, 0].tolist() == predict_classes(single).tolist() == [0, 1, 0]  # the 0.5/0.5 tie included
+    several = torch.tensor([[1.0, 3.0, 3.0], [0.0, 0.0, -1.0]])
+    p, order = top_classes(probabilities(several), 2)
+    assert order.tolist() == [[1, 2], [0, 1]] and order[:, 0].tolist() == predict_classes(several).tolist()
+    e = math.e  # softmax by hand: e^3 / (e + 2e^3) twice, and 1 / (2 + e^-1) twice
+    assert torch.allclose(p.sum(1), torch.tensor([2 * e**3 / (e + 2 * e**3), 2 / (2 + 1 / e)]), atol=1e-6)
 
 
 # -- errors ---------------------------------------------------------------------------------------------
