@@ -131,6 +131,9 @@ class Loop:
     def fit(self) -> dict:
         max_epochs = self.cfg.trainer.max_epochs
         metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", keep_epochs_before=self.epoch if self.resumed_from else None)
+        if self.resumed_from and not metrics_log.path.exists():  # continued in a new folder: carry the history over
+            for row in self.history:
+                metrics_log.write(row)
         started = time.perf_counter()
         status, error, test, throughput = "completed", None, {}, []
         try:

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from dlrun import checkpoint
 from dlrun.callbacks.base import Callback
 from dlrun.callbacks.early_stopping import EarlyStopping
 from dlrun.errors import ConfigError
@@ -98,6 +99,7 @@ class Script(Callback):
 def scripted_loop(tiny_cfg, tmp_path, values, *overrides):
     cfg = tiny_cfg(f"trainer.max_epochs={len(values)}", "callbacks=[model_checkpoint,early_stopping]",
                    "callbacks.early_stopping.restore_best_weights=true", *overrides)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     loop = build_loop(cfg, tmp_path)
     script = Script(values)
     loop.callbacks = {"script": script, **loop.callbacks}  # runs before early stopping
@@ -144,3 +146,19 @@ def test_a_missing_monitored_metric_is_a_config_error(tiny_cfg, tmp_path):
     loop = build_loop(tiny_cfg("callbacks=early_stopping", "callbacks.early_stopping.monitor=val/top5"), tmp_path / "b")
     with pytest.raises(ConfigError, match="val/acc"):
         loop.fit()
+
+
+def test_the_counters_and_best_weights_resume_through_a_checkpoint(tiny_cfg, tmp_path):
+    loop, script = scripted_loop(tiny_cfg, tmp_path / "a", [0.6, 0.9, 0.7], "callbacks.early_stopping.patience=5")
+    loop.fit()
+    path = tmp_path / "a" / "checkpoints" / "last.pt"
+    state = checkpoint.load(path)  # weights_only
+    # saved after early stopping had seen epoch 3 (checkpoints run last): one epoch without improvement
+    saved = state["callbacks"]["early_stopping"]
+    assert (saved["wait"], saved["best"], saved["best_epoch"]) == (1, 0.9, 2)
+    assert all(torch.equal(v, script.weights[2][k].cpu()) for k, v in saved["best_weights"].items())
+
+    fresh, _ = scripted_loop(tiny_cfg, tmp_path / "b", [0.6, 0.9, 0.7])
+    checkpoint.restore(fresh, state, path)
+    es = fresh.callbacks["early_stopping"]
+    assert (es.wait, es.best, es.best_epoch) == (1, 0.9, 2) and es.best_weights is not None

@@ -116,3 +116,21 @@ def test_sigterm_stops_gracefully_and_resumes_exactly_from_mid_epoch(tmp_path, r
     train(make_cfg(*RUN, "trainer.resume=true"), run_dir)
     assert_same_run(run_dir, reference)
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 4
+
+
+def test_ckpt_path_continues_in_a_new_folder_with_the_history(tmp_path):
+    first = tmp_path / "first"
+    first.mkdir()
+    short = [*TINY, "trainer.num_threads=1"]
+    build_loop(make_cfg(*short), first).fit()  # 2 epochs
+    second = tmp_path / "second"
+    second.mkdir()
+    train(make_cfg(*short, "trainer.max_epochs=3", f"ckpt_path={first / 'checkpoints' / 'last.pt'}"), second)
+
+    rows = read_jsonl(second / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[:2] == read_jsonl(first / "metrics.jsonl")  # the first two epochs, carried over
+    acc = EventAccumulator(str(second / "tb"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3]
+    assert read_summary(second)["epochs"] == 3 and read_summary(second)["status"] == "completed"

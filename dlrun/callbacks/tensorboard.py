@@ -103,8 +103,13 @@ class TensorBoardLogger(Callback):
     def on_fit_start(self, loop) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        log_dir = loop.run_dir / self.dirname
+        fresh = not any(log_dir.glob("events.out.tfevents.*"))
         # purge_step drops events a resumed run is about to write again, so the curve stays one line
-        self.writer = SummaryWriter(str(loop.run_dir / self.dirname), purge_step=loop.epoch + 1 if loop.resumed_from else None)
+        self.writer = SummaryWriter(str(log_dir), purge_step=loop.epoch + 1 if loop.resumed_from else None)
+        if loop.resumed_from and fresh:  # continued in a new folder: draw the epochs it starts from
+            for row in loop.history:
+                self._add_scalars(row, row["epoch"])
         if self.log_graph and not loop.resumed_from:
             self._add_graph(loop)
 
@@ -132,9 +137,7 @@ class TensorBoardLogger(Callback):
 
     def on_epoch_end(self, loop, metrics: dict) -> None:
         epoch = loop.epoch
-        for key, value in metrics.items():
-            if key not in _NOT_SCALARS and isinstance(value, numbers.Number):
-                self.writer.add_scalar(key, value, epoch)
+        self._add_scalars(metrics, epoch)
         model = unwrap(loop.model)
         if self._due(self.histograms_every, epoch):
             for name, p in model.named_parameters():
@@ -142,6 +145,11 @@ class TensorBoardLogger(Callback):
         if self._due(self.images_every, epoch) and self._is_image_data(loop):
             self._add_images(loop, model, epoch)
         self.writer.flush()
+
+    def _add_scalars(self, metrics: dict, epoch: int) -> None:
+        for key, value in metrics.items():
+            if key not in _NOT_SCALARS and isinstance(value, numbers.Number):
+                self.writer.add_scalar(key, value, epoch)
 
     def on_fit_end(self, loop, summary: dict) -> None:
         if self.writer is None:
