@@ -1,18 +1,20 @@
 """task=eval: a checkpoint scored again gives the training run's own test numbers, plus a per-class report."""
 
+import csv
 import json
 from fractions import Fraction as F
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import dlrun.data
 from conftest import make_cfg, read_summary, run_dlrun
 from dlrun.data import idx
 from dlrun.data.source import Source
-from dlrun.errors import CheckpointError, ConfigError
-from dlrun.evaluate import classification_report, regression_metrics, run_eval, topk_accuracy
+from dlrun.errors import CheckpointError, ConfigError, DataError
+from dlrun.evaluate import classification_report, regression_metrics, run_eval, run_predict, topk_accuracy
 from dlrun.plots import confusion_matrix
 from dlrun.records import read_jsonl
 from dlrun.tasks import train
@@ -149,10 +151,10 @@ def test_regression_metrics_by_hand():
 
 
 def from_config(cfg, seed):
-    """A toy regression source (y = mean of the features), registered under data.name=toy_regression."""
+    """A toy regression source (y = 2 * mean of the features + 1), registered under data.name=toy_regression."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(320, 4)).astype(np.float32)
-    y = x.mean(axis=1, keepdims=True).astype(np.float32)
+    y = (2 * x.mean(axis=1, keepdims=True) + 1).astype(np.float32)
     return Source(x[:256], y[:256], x[256:], y[256:], [], task="regression")
 
 
@@ -160,7 +162,7 @@ def test_eval_of_a_regression_run_gives_mae_rmse_r2(tmp_path, monkeypatch):
     monkeypatch.setitem(dlrun.data.SOURCES, "toy_regression", __name__)
     cfg = make_cfg("data=synthetic", "data.name=toy_regression", "model=mlp", "model.hidden=[16]",
                    "loss._target_=torch.nn.MSELoss", "~loss.label_smoothing", "monitor=val/loss",
-                   "trainer.max_epochs=3", "trainer.progress=none", "optimizer.lr=0.01")
+                   "trainer.max_epochs=8", "trainer.progress=none", "optimizer.lr=0.01")
     train(cfg, tmp_path / "train")
     summary = read_summary(tmp_path / "train")
     run_eval(eval_cfg(tmp_path / "train" / "checkpoints" / "last.pt"), tmp_path)
@@ -176,6 +178,19 @@ def test_eval_of_a_regression_run_gives_mae_rmse_r2(tmp_path, monkeypatch):
             assert metrics[key] == pytest.approx(summary["test"][key], rel=1e-5)
     assert metrics["test/r2"] > 0.5
     assert not (tmp_path / "confusion_matrix.png").exists()
+
+    # predict on the raw test features gives values in the targets' units: the same MAE against the truth
+    src = from_config(None, 42)
+    np.save(tmp_path / "x.npy", src.test_x)
+    ckpt = tmp_path / "train" / "checkpoints" / "last.pt"
+    run_predict(make_cfg("task=predict", f"ckpt_path={ckpt}", f"predict.inputs={tmp_path / 'x.npy'}"), tmp_path)
+    with open(tmp_path / "predictions.csv") as f:
+        predicted = np.array([float(row["output_0"]) for row in csv.DictReader(f)])
+    assert np.abs(predicted - src.test_y[:, 0]).mean() == pytest.approx(metrics["test/mae"], rel=1e-4)
+    # and a feature-vector model refuses image files with a clear message
+    Image.new("L", (4, 4)).save(tmp_path / "a.png")
+    with pytest.raises(DataError, match=r"takes inputs of shape \[4\], not 1- or 3-channel images"):
+        run_predict(make_cfg("task=predict", f"ckpt_path={ckpt}", f"predict.inputs={tmp_path / 'a.png'}"), tmp_path)
 
 
 # -- errors ---------------------------------------------------------------------------------------------
