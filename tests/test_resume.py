@@ -31,25 +31,18 @@ def start(run_dir: Path, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def slowed(progress: Path) -> list[str]:
-    return ["+callbacks.slow._target_=user_callbacks.SlowDown", "+callbacks.slow.seconds=0.02",
-            f"+callbacks.slow.progress={progress}"]
+def paused(progress: Path, epochs_done: int, batch: int) -> list[str]:
+    return ["+callbacks.pause._target_=user_callbacks.PauseAt", f"+callbacks.pause.epochs_done={epochs_done}",
+            f"+callbacks.pause.batch={batch}", f"+callbacks.pause.progress={progress}"]
 
 
-def wait_for(proc: subprocess.Popen, progress: Path, epochs_done: int, batch: int, timeout: float = 240) -> None:
-    """Block until the run is `batch` batches into the epoch after `epochs_done` completed ones."""
+def wait_for(proc: subprocess.Popen, progress: Path, timeout: float = 240) -> None:
+    """Block until the run holds still at its pause point (see user_callbacks.PauseAt)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the run ended before the kill point:\n{proc.stdout.read()}"
-        try:
-            e, b = map(int, progress.read_text().split())
-        except (OSError, ValueError):  # not written yet, or caught mid-write
-            e, b = -1, -1
-        if (e, b) >= (epochs_done, batch):
-            assert (e, b) < (epochs_done, batch + 5), "overshot the kill point"
-            return
-        time.sleep(0.01)
-    raise TimeoutError(f"no progress to epoch {epochs_done}, batch {batch}")
+    while not progress.exists():
+        assert proc.poll() is None, f"the run ended before the pause point:\n{proc.stdout.read()}"
+        assert time.monotonic() < deadline, "the run never reached its pause point"
+        time.sleep(0.02)
 
 
 def weights(run_dir: Path) -> dict:
@@ -78,8 +71,8 @@ def reference(tmp_path_factory) -> Path:
 
 def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path, reference):
     run_dir, progress = tmp_path / "run", tmp_path / "progress"
-    proc = start(run_dir, *slowed(progress))
-    wait_for(proc, progress, epochs_done=2, batch=6)
+    proc = start(run_dir, *paused(progress, epochs_done=2, batch=6))
+    wait_for(proc, progress)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert not (run_dir / "summary.json").exists()  # no chance to write anything: a real crash
@@ -101,8 +94,8 @@ def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path, re
 
 def test_sigterm_stops_gracefully_and_resumes_exactly_from_mid_epoch(tmp_path, reference):
     run_dir, progress = tmp_path / "run", tmp_path / "progress"
-    proc = start(run_dir, *slowed(progress))
-    wait_for(proc, progress, epochs_done=1, batch=4)
+    proc = start(run_dir, *paused(progress, epochs_done=1, batch=4))
+    wait_for(proc, progress)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
@@ -110,7 +103,7 @@ def test_sigterm_stops_gracefully_and_resumes_exactly_from_mid_epoch(tmp_path, r
     assert summary["status"] == "interrupted" and summary["epochs"] == 1 and summary["test"] == {}
     assert "trainer.resume=true" in out  # tells the user how to continue
     last = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
-    assert last["epoch"] == 1 and 4 <= last["batch_in_epoch"] < 15  # mid-epoch, where it stopped
+    assert last["epoch"] == 1 and last["batch_in_epoch"] == 4  # mid-epoch, where it stopped
 
     # continue it (in-process, the path `dlrun trainer.resume=true hydra.run.dir=...` takes)
     train(make_cfg(*RUN, "trainer.resume=true"), run_dir)

@@ -33,13 +33,18 @@ class Recorder(Callback):
         self._write(hook="on_fit_end", status=summary["status"])
 
 
-class SlowDown(Callback):
-    """Sleeps after every batch and writes `<completed epochs> <batches done in this epoch>` to `progress`,
-    so that a test can kill a run at a known point of an epoch."""
+class PauseAt(Callback):
+    """Holds the run still after batch `batch` of the epoch that follows `epochs_done` completed ones, and
+    writes `progress` ("<epochs done> <batch>") when it gets there, so that a test can kill the run at
+    exactly that point. The pause ends early when the run is asked to stop (SIGINT/SIGTERM)."""
 
-    def __init__(self, seconds: float, progress: str):
-        self.seconds, self.progress = seconds, Path(progress)
+    def __init__(self, epochs_done: int, batch: int, progress: str, seconds: float = 120.0):
+        self.at, self.progress, self.seconds = (epochs_done, batch), Path(progress), seconds
 
     def on_batch_end(self, loop, batch_index, loss):
+        if (loop.epoch, batch_index + 1) != self.at:
+            return
         self.progress.write_text(f"{loop.epoch} {batch_index + 1}\n")
-        time.sleep(self.seconds)
+        end = time.monotonic() + self.seconds
+        while time.monotonic() < end and loop.stop_reason is None:
+            time.sleep(0.01)
