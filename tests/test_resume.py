@@ -127,3 +127,22 @@ def test_ckpt_path_continues_in_a_new_folder_with_the_history(tmp_path):
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3]
     assert read_summary(second)["epochs"] == 3 and read_summary(second)["status"] == "completed"
+
+
+def test_ctrl_c_finishes_the_batch_and_saves_where_it_stands(tmp_path):
+    from dlrun.callbacks.base import Callback
+
+    class CtrlC(Callback):
+        def on_batch_end(self, loop, batch_index, loss):
+            if loop.epoch == 1 and batch_index == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    loop = build_loop(make_cfg(*TINY, "data.batch_size=16", "trainer.num_threads=1"), tmp_path)
+    loop.callbacks = {"ctrl_c": CtrlC(), **loop.callbacks}
+    summary = loop.fit()
+    assert summary["status"] == "interrupted" and summary["epochs"] == 1 and summary["test"] == {}
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert (last["epoch"], last["batch_in_epoch"]) == (1, 3)
+    assert read_summary(tmp_path)["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is before  # the loop's handler is gone again
