@@ -127,3 +127,14 @@ def test_unreadable_checkpoints_are_one_line_errors(tmp_path):
     torch.save({"model": {}, "evil": Callback()}, tmp_path / "code.pt")
     with pytest.raises(CheckpointError):
         checkpoint.load(tmp_path / "code.pt")
+
+
+def test_an_early_stop_between_two_saves_still_saves_the_last_epoch(tiny_cfg, tmp_path, monkeypatch):
+    saved = []
+    real_save = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda state, path: (saved.append((path.name, state["epoch"])), real_save(state, path)))
+    loop, summary = run_scripted(tiny_cfg, tmp_path, [0.5, 0.4, 0.4, 0.4, 0.9, 0.9], "callbacks=[model_checkpoint,early_stopping]",
+                                 "callbacks.model_checkpoint.every_n_epochs=3", "callbacks.early_stopping.patience=3")
+    assert summary["status"] == "stopped_early" and summary["stopped_epoch"] == 4
+    assert [e for name, e in saved if name == "last.pt"] == [3, 4]
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 4
