@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import make_cfg, read_summary, run_dlrun
 from dlrun.config import build, validate
 from dlrun.errors import ConfigError
+from dlrun.landscape.__main__ import main as overlay_main
 from dlrun.landscape.critical import classify, critical_point, derivatives, find_critical_points
 from dlrun.landscape.expr import parse
 from dlrun.landscape.surfaces import get_surface
@@ -151,9 +152,10 @@ def test_expression_parser_computes_with_torch():
         ("z + 1", "the name 'z'"),
         ("'a' * 3", "the constant 'a'"),
         ("x if y else 1", "if-else"),
-        ("x // 2", "the operator FloorDiv"),
+        ("x // 2", "the operator //"),
+        ("~x", "the operator ~"),
         ("sin(x, y)", "exactly one positional argument"),
-        ("x +", "not a valid expression"),
+        ("x +", "it is not valid Python"),
     ],
 )
 def test_expression_parser_rejects_everything_else(expr, says):
@@ -187,6 +189,10 @@ def test_custom_run_in_process(tmp_path):
     assert [c["kind"] for c in summary["critical_points"]] == ["maximum"]
     assert summary["minima"] == [] and summary["steps_to_eps"] is None
     assert final == pytest.approx(-2 * (0.5 * 1.2**5) ** 2)  # gradient descent climbs down: x_t = 1.2^t x_0
+    # the overlay command on a run folder draws the surface with the path; on an empty folder it says so
+    assert overlay_main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "landscape_custom.png").stat().st_size > 10_000
+    assert overlay_main([str(tmp_path / "out")]) == 2
 
 
 def test_dlrun_multirun_writes_plots_summaries_and_the_overlay(tmp_path):

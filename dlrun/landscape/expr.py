@@ -24,8 +24,8 @@ FUNCTIONS = ("sin", "cos", "exp", "log", "sqrt", "abs", "tanh")
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.Pow: operator.pow}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
-ALLOWED = (f"only numbers, x, y, pi, e, + - * / **, unary minus and the functions {', '.join(FUNCTIONS)} "
-           "(one argument each)")
+ALLOWED = (f"an expression may use only numbers, x, y, pi, e, + - * / **, unary minus and the functions "
+           f"{', '.join(FUNCTIONS)} (one argument each)")
 
 # what a rejected node is, in words a user recognises
 _NAMES = {
@@ -39,14 +39,16 @@ _NAMES = {
 
 
 def _reject(expr: str, what: str):
-    raise ConfigError(KEY, repr(expr), f"{what} is not allowed: {ALLOWED}")
+    raise ConfigError(KEY, repr(expr), f"it uses {what}; {ALLOWED}")
+
+
+_SYMBOLS = {ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^",
+            ast.LShift: "<<", ast.RShift: ">>", ast.Invert: "~", ast.Not: "not"}
 
 
 def _describe(node: ast.AST) -> str:
-    if isinstance(node, ast.BinOp):
-        return f"the operator {type(node.op).__name__}"
-    if isinstance(node, ast.UnaryOp):
-        return f"the operator {type(node.op).__name__}"
+    if isinstance(node, (ast.BinOp, ast.UnaryOp)):
+        return f"the operator {_SYMBOLS.get(type(node.op), type(node.op).__name__)}"
     if isinstance(node, ast.Constant):
         return f"the constant {node.value!r}"
     return _NAMES.get(type(node), f"{type(node).__name__} expressions")
@@ -77,8 +79,8 @@ def _compile(node: ast.AST, expr: str, torch) -> Callable:
         return lambda x, y: op(operand(x, y))
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name):
-            _reject(expr, "calling " + ("an attribute (a.b(...))" if isinstance(node.func, ast.Attribute)
-                                        else "anything but a listed function"))
+            _reject(expr, "a call of an attribute (a.b(...))" if isinstance(node.func, ast.Attribute)
+                    else "a call of something other than a listed function")
         name = node.func.id
         if name not in FUNCTIONS:
             _reject(expr, f"a call to {name}()")
@@ -98,14 +100,14 @@ def check(expr) -> ast.Expression:
     try:
         tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError as e:
-        raise ConfigError(KEY, repr(expr), f"is not a valid expression ({e.msg}); {ALLOWED}") from None
+        raise ConfigError(KEY, repr(expr), f"it is not valid Python ({e.msg}); {ALLOWED}") from None
     for node in ast.walk(tree):  # every node, so nothing hides below an allowed parent
         if isinstance(node, (ast.Expression, ast.operator, ast.unaryop, ast.Load)):
             continue
         if isinstance(node, ast.BinOp) and type(node.op) not in _BINARY:
-            _reject(expr, f"the operator {type(node.op).__name__}")
+            _reject(expr, _describe(node))
         if isinstance(node, ast.UnaryOp) and type(node.op) not in _UNARY:
-            _reject(expr, f"the operator {type(node.op).__name__}")
+            _reject(expr, _describe(node))
         if not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Call)):
             _reject(expr, _describe(node))
     return tree

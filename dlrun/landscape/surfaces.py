@@ -44,8 +44,9 @@ def himmelblau(x, y):
 
 
 def bumpy(x, y):
-    """A bowl with ripples (Rastrigin's function with amplitude 2): a local minimum near every integer point."""
-    return x**2 + y**2 + 2 * (2 - torch.cos(2 * math.pi * x) - torch.cos(2 * math.pi * y))
+    """A bowl with ripples (Rastrigin's function with amplitude 1): a local minimum near every integer point
+    with |x|, |y| <= 2, the global one at (0, 0)."""
+    return x**2 + y**2 + 2 - torch.cos(2 * math.pi * x) - torch.cos(2 * math.pi * y)
 
 
 SURFACES = {
@@ -53,7 +54,7 @@ SURFACES = {
     "saddle": (saddle, "x² − y²"),
     "rosenbrock": (rosenbrock, "(1 − x)² + 100(y − x²)²"),
     "himmelblau": (himmelblau, "(x² + y − 11)² + (x + y² − 7)²"),
-    "bumpy": (bumpy, "x² + y² + 2(2 − cos 2πx − cos 2πy)"),
+    "bumpy": (bumpy, "x² + y² + 2 − cos 2πx − cos 2πy"),
 }
 NAMES = (*SURFACES, "custom")
 

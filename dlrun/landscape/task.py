@@ -38,7 +38,7 @@ log = logging.getLogger("dlrun")
 PATH_FILE = "path.json"
 PLOT_FILE = "landscape.png"
 TB_POINTS = 1000  # TensorBoard shows at most 1000 points of a curve anyway; every step is in metrics.jsonl
-MAX_ROWS = 20  # critical points printed (a bumpy surface has dozens; summary.json has them all)
+MAX_ROWS = 12  # critical points printed (a bumpy surface has dozens; summary.json has them all)
 
 
 class DivergedError(DlrunError):
@@ -127,6 +127,13 @@ def _surface_key(record: dict) -> tuple:
     return record["surface"], record.get("expr"), json.dumps(record["bounds"])
 
 
+def _legend(record: dict) -> str:
+    """`momentum lr=0.01: a minimum in 1125 steps` (or the final value when no minimum was reached)."""
+    if record.get("steps_to_eps") is not None:
+        return f"{record['label']}: a minimum in {record['steps_to_eps']} steps"
+    return f"{record['label']}: f = {record['losses'][-1]:.3g} after {len(record['losses']) - 1} steps"
+
+
 def overlay(*folders, out_dir=None) -> list[Path]:
     """Draw the paths of all landscape runs under `folders` into one plot per surface.
 
@@ -151,12 +158,19 @@ def overlay(*folders, out_dir=None) -> list[Path]:
         first = group[0]
         surface = get_surface(first["surface"], first.get("expr"))
         title = f"{surface_name}: f = {first['formula']}"
-        fig = landscape_figure(surface.f, first["bounds"], [(r["label"], r["points"]) for r in group],
+        if len({json.dumps(r.get("start")) for r in group}) == 1 and first.get("start"):
+            title += f", start ({first['start'][0]:g}, {first['start'][1]:g})"
+        fig = landscape_figure(surface.f, first["bounds"], [(_legend(r), r["points"]) for r in group],
                                critical=first["critical_points"], minima=first["minima"], title=title)
         path = out_dir / f"landscape_{surface_name}.png"
+        out_dir.mkdir(parents=True, exist_ok=True)
         save_figure(fig, path)
         written.append(path)
     return written
+
+
+def _fmt(v: float) -> str:
+    return "0" if abs(v) < 1e-12 else f"{v:.5g}"  # Newton leaves ~1e-17 where the answer is 0
 
 
 def _print_tables(record: dict, result: dict) -> None:
@@ -193,7 +207,7 @@ def _print_tables(record: dict, result: dict) -> None:
     style = {"minimum": "green", "maximum": "red", "saddle": "yellow", "test fails": "dim"}
     shown = points[:MAX_ROWS]
     for c in shown:
-        crit.add_row(*(f"{c[k]:.6g}" for k in ("x", "y", "value", "R", "S", "T", "D")),
+        crit.add_row(*(_fmt(c[k]) for k in ("x", "y", "value", "R", "S", "T", "D")),
                      f"[{style[c['kind']]}]{c['kind']}[/]")
     if len(points) > len(shown):
         kinds = {k: sum(c["kind"] == k for c in points) for k in style}
@@ -245,12 +259,12 @@ def run(cfg: DictConfig, run_dir: Path):
     reached_step, reached_min = steps_to_reach(path["points"], minima, lc.eps)
 
     record = {"surface": surface.name, "expr": lc.get("expr"), "formula": surface.formula, "bounds": bounds,
-              "label": label, "points": path["points"], "losses": path["losses"], "minima": minima,
-              "critical_points": critical}
+              "label": label, "start": start, "eps": lc.eps, "steps_to_eps": reached_step, "points": path["points"],
+              "losses": path["losses"], "minima": minima, "critical_points": critical}
     write_json(run_dir / PATH_FILE, record)
 
     title = f"{surface.name}: f = {surface.formula}\n{label}, {steps_taken} steps"
-    fig = landscape_figure(surface.f, bounds, [(label, path["points"])], critical, minima, title)
+    fig = landscape_figure(surface.f, bounds, [(_legend(record), path["points"])], critical, minima, title)
     save_figure(fig, run_dir / PLOT_FILE)
     image = plt.imread(run_dir / PLOT_FILE)[..., :3]  # the PNG's pixels: no second rendering for TensorBoard
     writer.add_image("landscape/path", image, global_step=steps_taken, dataformats="HWC")
@@ -262,8 +276,8 @@ def run(cfg: DictConfig, run_dir: Path):
 
     error = None
     if path["diverged_at"] is not None:
-        error = (f"the loss became {path['losses'][-1]} at step {path['diverged_at']} (the optimizer diverged); "
-                 "try a lower optimizer.lr")
+        error = (f"the loss became {path['losses'][-1]} at step {path['diverged_at']} (the optimizer diverged, or left "
+                 "the surface's domain); try a lower optimizer.lr")
     result = {
         "optimizer": label, "start": start, "steps": steps_taken, "eps": lc.eps,
         "final": {"x": path["points"][-1][0], "y": path["points"][-1][1], "loss": path["losses"][-1],
