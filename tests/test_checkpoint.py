@@ -138,3 +138,12 @@ def test_an_early_stop_between_two_saves_still_saves_the_last_epoch(tiny_cfg, tm
     assert summary["status"] == "stopped_early" and summary["stopped_epoch"] == 4
     assert [e for name, e in saved if name == "last.pt"] == [3, 4]
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 4
+
+
+def test_a_mistyped_monitor_is_an_error_but_no_validation_split_only_skips_best(tiny_cfg, tmp_path):
+    with pytest.raises(ConfigError, match=r"callbacks.model_checkpoint.monitor=val/accuracy .*val/acc"):
+        run_scripted(tiny_cfg, tmp_path / "a", [0.5], "callbacks.model_checkpoint.monitor=val/accuracy")
+    cfg = tiny_cfg("callbacks=model_checkpoint", "data.val_fraction=0", "trainer.max_epochs=1")
+    (tmp_path / "b").mkdir()
+    assert build_loop(cfg, tmp_path / "b").fit()["status"] == "completed"
+    assert files(tmp_path / "b") == ["last.pt"]

@@ -37,6 +37,8 @@ class ModelCheckpoint(Callback):
         self.monitor, self.mode = monitor, None if mode == "auto" else mode
         self.save_top_k, self.save_last, self.save_best = save_top_k, save_last, save_best
         self.every_n_epochs, self.filename, self.dirname = every_n_epochs, filename, dirname
+        self.explicit_monitor = monitor is not None
+        self._told_no_monitor = False
         self.best_value: float | None = None
         self.top_k: list[dict] = []  # {"name", "value", "epoch"}, best first; names relative to the folder
         self.last_saved_epoch: int | None = None
@@ -84,6 +86,13 @@ class ModelCheckpoint(Callback):
         if not (loop.epoch % self.every_n_epochs == 0 or last_epoch):
             return
         files, dropped = [], []
+        if self.monitor not in metrics and (self.save_best or self.save_top_k):
+            if self.explicit_monitor:  # a typo would otherwise silently never write best.pt
+                available = ", ".join(k for k in metrics if "/" in k)
+                raise ConfigError(f"{KEY}.monitor", self.monitor, f"one of the logged metrics: {available}")
+            if not self._told_no_monitor:
+                self._told_no_monitor = True
+                log.info("no %s this run (no validation split?): checkpoints/best.pt is not written", self.monitor)
         value = metrics.get(self.monitor)
         if value is not None and math.isfinite(value):
             if self.save_best and improved(value, self.best_value, self.mode):
