@@ -20,7 +20,8 @@ from dlrun.console import console
 
 log = logging.getLogger("dlrun")
 
-# Shapes of the sources whose size is fixed or configured; anything else is loaded once to find out.
+# Shapes of the sources that do not describe themselves with an `info(cfg)` function (as cifar,
+# image_folder and logic_gate do); anything else is loaded once to find out.
 _KNOWN_SHAPES = {
     "mnist": lambda cfg: ((1, 28, 28), 10),
     "fashion_mnist": lambda cfg: ((1, 28, 28), 10),

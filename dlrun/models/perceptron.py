@@ -36,7 +36,7 @@ class Perceptron(nn.Module):
 
     def __init__(self, in_shape, num_classes: int, init: str = "zeros"):
         super().__init__()
-        if num_classes != 2:
+        if num_classes not in (1, 2):  # two classes, or one output already (a loss such as bce asked for it)
             raise ConfigError("model", "perceptron",
                               f"is a binary classifier (one unit, step output); this data has {num_classes} classes")
         if init not in ("zeros", "default"):
