@@ -82,11 +82,12 @@ def torchvision_counts():
     from torchvision import models
 
     with torch.device("meta"):
-        return {name: n_params(getattr(models, name)(weights=None)) for name in ("vgg16", "resnet18", "resnet50")}
+        return {name: n_params(getattr(models, name)(weights=None)) for name in ("vgg16", "vgg16_bn", "resnet18", "resnet50")}
 
 
 @pytest.mark.parametrize("name, build", [
     ("vgg16", lambda: VGG((3, 224, 224), 1000, depth=16)),
+    ("vgg16_bn", lambda: VGG((3, 224, 224), 1000, depth=16, batchnorm=True)),
     ("resnet18", lambda: ResNet((3, 224, 224), 1000, depth=18)),
     ("resnet50", lambda: ResNet((3, 224, 224), 1000, depth=50)),
 ])
@@ -146,7 +147,7 @@ def test_small_inputs_get_an_adapted_stem(shape, build):
 
 def test_imagenet_sized_inputs_keep_the_imagenet_stem():
     assert ResNet((3, 64, 64), 10, depth=18, width_mult=1 / 16).stem_kind == "imagenet"
-    assert AlexNet((3, 67, 67), 10, width_mult=1 / 16).stem == "imagenet"
+    assert AlexNet((3, 67, 67), 10, width_mult=1 / 16).stem_kind == "imagenet"
 
 
 @pytest.mark.parametrize("build, minimum", [
@@ -202,3 +203,15 @@ def test_every_model_config_builds_from_the_data_shape():
         model = build_model(make_cfg(f"model={name}", "model.activation=gelu", *more).model, info)
         assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10), name
         assert any(isinstance(m, nn.GELU) for m in model.modules()), name
+
+
+@pytest.mark.parametrize("model_class", [AlexNet, VGG])
+def test_dense_layers_take_dropout_and_convolutions_batchnorm(model_class):
+    kinds = lambda m: [type(x).__name__ for x in m.modules()]
+    plain = model_class((3, 32, 32), 10, dropout=0.0, width_mult=1 / 16)
+    assert "Dropout" not in kinds(plain) and "BatchNorm2d" not in kinds(plain)
+    model = model_class((3, 32, 32), 10, dropout=0.3, batchnorm=True, width_mult=1 / 16)
+    drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert len(drops) == 2 and all(d.p == 0.3 for d in drops)
+    n_convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == n_convs

@@ -32,8 +32,8 @@ class AlexNet(nn.Module):
                  dropout: float = 0.5, batchnorm: bool = False, stem: str = "auto", width_mult: float = 1.0):
         super().__init__()
         c, h, w = image_shape(in_shape, "alexnet")
-        self.stem = choose_stem(stem, min(h, w), IMAGENET_MIN)
-        if self.stem == "imagenet":
+        self.stem_kind = choose_stem(stem, min(h, w), IMAGENET_MIN)
+        if self.stem_kind == "imagenet":
             require_size("alexnet", h, w, IMAGENET_MIN, "the 11x11 stride-4 stem and three 3x3 stride-2 poolings")
             first = dict(kernel_size=11, stride=4)
             side = lambda n: _pool(_pool(_pool((n - 11) // 4 + 1)))
