@@ -29,7 +29,7 @@ class Trace(Callback):
 
 def test_hooks_are_called_in_order(tiny_cfg, tmp_path):
     calls = []
-    loop = build_loop(tiny_cfg("callbacks=none", "trainer.max_epochs=2", "trainer.limit_train_batches=2"), tmp_path)
+    loop = build_loop(tiny_cfg("trainer.num_threads=1", "callbacks=none", "trainer.max_epochs=2", "trainer.limit_train_batches=2"), tmp_path)
     loop.callbacks["trace"] = Trace(calls)
     loop.fit()
     epoch = ["on_epoch_start", "on_before_optimizer_step", "on_batch_end", "on_before_optimizer_step", "on_batch_end",
@@ -39,7 +39,7 @@ def test_hooks_are_called_in_order(tiny_cfg, tmp_path):
 
 def test_gradient_accumulation_calls_the_optimizer_hook_per_step(tiny_cfg, tmp_path):
     calls = []
-    loop = build_loop(tiny_cfg("callbacks=none", "trainer.max_epochs=1", "trainer.accumulate_grad_batches=2",
+    loop = build_loop(tiny_cfg("trainer.num_threads=1", "callbacks=none", "trainer.max_epochs=1", "trainer.accumulate_grad_batches=2",
                                "data.batch_size=32"), tmp_path)
     loop.callbacks["trace"] = Trace(calls)
     loop.fit()
@@ -53,7 +53,7 @@ def test_a_callback_can_stop_the_run(tiny_cfg, tmp_path):
         def on_epoch_end(self, loop, metrics):
             loop.request_stop()
 
-    loop = build_loop(tiny_cfg("callbacks=none", "trainer.max_epochs=5"), tmp_path)
+    loop = build_loop(tiny_cfg("trainer.num_threads=1", "callbacks=none", "trainer.max_epochs=5"), tmp_path)
     loop.callbacks["stop"] = StopAfterOne()
     summary = loop.fit()
     assert summary["status"] == "stopped_early" and summary["stopped_epoch"] == 1 and summary["test"]
@@ -68,7 +68,7 @@ def test_on_exception_sees_the_failure(tiny_cfg, tmp_path):
         def on_exception(self, loop, error):
             seen.append(type(error).__name__)
 
-    loop = build_loop(tiny_cfg("callbacks=none", "optimizer=sgd", "optimizer.lr=1e30", "model=mlp"), tmp_path)
+    loop = build_loop(tiny_cfg("trainer.num_threads=1", "callbacks=none", "optimizer=sgd", "optimizer.lr=1e30", "model=mlp"), tmp_path)
     loop.callbacks["watch"] = Watch()
     with pytest.raises(NonFiniteLossError):
         loop.fit()
@@ -112,7 +112,7 @@ def test_progress_modes(tiny_cfg, tmp_path, caplog):
     assert type(make_progress("rich")) is RichProgress
     assert type(make_progress("auto")) is PlainProgress  # pytest's stdout is not a terminal
 
-    loop = build_loop(tiny_cfg("callbacks=none", "trainer.progress=plain"), tmp_path)
+    loop = build_loop(tiny_cfg("trainer.num_threads=1", "callbacks=none", "trainer.progress=plain"), tmp_path)
     with caplog.at_level(logging.INFO, logger="dlrun"):
         loop.fit()
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
@@ -120,7 +120,7 @@ def test_progress_modes(tiny_cfg, tmp_path, caplog):
 
 
 def test_rich_progress_survives_a_mid_epoch_resume(tiny_cfg, tmp_path):
-    loop = build_loop(tiny_cfg("callbacks=none", "trainer.progress=rich", "data.batch_size=8"), tmp_path)
+    loop = build_loop(tiny_cfg("trainer.num_threads=1", "callbacks=none", "trainer.progress=rich", "data.batch_size=8"), tmp_path)
     loop.batch_in_epoch = 3  # as restored from a checkpoint written mid-epoch
     summary = loop.fit()
     assert summary["status"] == "completed"

@@ -23,7 +23,8 @@ class Script(Callback):
 
 
 def run_scripted(tiny_cfg, run_dir, values, *overrides, key="val/acc"):
-    cfg = tiny_cfg(f"trainer.max_epochs={len(values)}", "callbacks=model_checkpoint", *overrides)
+    cfg = tiny_cfg(f"trainer.max_epochs={len(values)}", "callbacks=model_checkpoint", "model=mlp", "trainer.num_threads=1",
+                   *overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
     loop = build_loop(cfg, run_dir)
     loop.callbacks = {"script": Script(values, key), **loop.callbacks}

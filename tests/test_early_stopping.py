@@ -98,7 +98,7 @@ class Script(Callback):
 
 def scripted_loop(tiny_cfg, tmp_path, values, *overrides):
     cfg = tiny_cfg(f"trainer.max_epochs={len(values)}", "callbacks=[model_checkpoint,early_stopping]",
-                   "callbacks.early_stopping.restore_best_weights=true", *overrides)
+                   "callbacks.early_stopping.restore_best_weights=true", "trainer.num_threads=1", *overrides)
     tmp_path.mkdir(parents=True, exist_ok=True)
     loop = build_loop(cfg, tmp_path)
     script = Script(values)
