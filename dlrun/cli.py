@@ -21,6 +21,9 @@ def _hydra_main(cfg: DictConfig):
 
 
 def main() -> None:
+    from dlrun.distributed import agree_on_run_stamp
+
+    agree_on_run_stamp()  # under torchrun: every rank resolves the same run folder
     _hydra_main()
 
 

@@ -8,6 +8,7 @@ This module must not import torch: `dlrun --help` imports it.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import time
@@ -54,6 +55,8 @@ class TrainerConfig:
     compile: bool = False
     gradient_clip_val: float = 0.0
     accumulate_grad_batches: int = 1
+    devices: int = 1  # >1: DDP over N processes through torch's elastic launcher (torchrun)
+    sync_batchnorm: bool = False  # DDP: batch-norm statistics over the global batch
 
 
 @dataclass
@@ -92,7 +95,22 @@ PROGRESS = ("auto", "rich", "plain", "none")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 # One token per process: two runs started in the same second still get different folders.
-_RUN_TOKEN = f"{time.time_ns() // 1000 % 1_000_000:06d}-{secrets.token_hex(2)}"
+_STAMP: str | None = None
+
+
+def run_stamp() -> str:
+    """`<date>_<time>-<microseconds>-<random>`, fixed for the process (Hydra resolves the folder more than once).
+
+    Two runs started in the same second still differ; the ranks of one DDP run share rank 0's stamp
+    through DLRUN_RUN_STAMP (see dlrun/distributed.py).
+    """
+    global _STAMP
+    if _STAMP is None:
+        now = time.time()
+        _STAMP = os.environ.get("DLRUN_RUN_STAMP") or (
+            time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now)) + f"-{int(now * 1e6) % 1_000_000:06d}-{secrets.token_hex(2)}"
+        )
+    return _STAMP
 
 
 def _short_tag(overrides: str) -> str:
@@ -106,8 +124,8 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="dlrun_schema", node=DlrunConfig)
-    if not OmegaConf.has_resolver("dlrun_token"):
-        OmegaConf.register_new_resolver("dlrun_token", lambda: _RUN_TOKEN)
+    if not OmegaConf.has_resolver("dlrun_stamp"):
+        OmegaConf.register_new_resolver("dlrun_stamp", run_stamp)
         OmegaConf.register_new_resolver("dlrun_tag", _short_tag)
 
 
@@ -128,6 +146,7 @@ def validate(cfg: DictConfig) -> None:
     _check(t.log_every_n_steps >= 1, "trainer.log_every_n_steps", t.log_every_n_steps, "an integer >= 1")
     _check(t.limit_train_batches >= 0, "trainer.limit_train_batches", t.limit_train_batches, "an integer >= 0")
     _check(t.gradient_clip_val >= 0, "trainer.gradient_clip_val", t.gradient_clip_val, "a number >= 0 (0 = off)")
+    _check(t.devices >= 1, "trainer.devices", t.devices, "an integer >= 1 (processes for DDP)")
     _check(t.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", t.accumulate_grad_batches, "an integer >= 1")
     _check(d.batch_size >= 1, "data.batch_size", d.batch_size, "an integer >= 1")
     _check(d.eval_batch_size >= 1, "data.eval_batch_size", d.eval_batch_size, "an integer >= 1")
@@ -192,6 +211,25 @@ def _validate_landscape(lc) -> None:
            grid, "an integer in [1, 100] (Newton starts per axis)")
     expr = lc.get("expr")
     _check(expr is None or isinstance(expr, str), "landscape.expr", expr, "a quoted expression such as \"x**2 - y**2\"")
+
+
+_FROM_ENV = re.compile(r"\$\{(oc\.env|env):")
+
+
+def plain_config(cfg: DictConfig) -> dict:
+    """The resolved config as plain containers, for checkpoints and TensorBoard, with every value that
+    comes from an environment variable (`${oc.env:...}`: tokens, passwords) replaced by a placeholder."""
+    raw = OmegaConf.to_container(cfg, resolve=False)
+
+    def redacted(node):
+        if isinstance(node, dict):
+            return {k: redacted(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [redacted(v) for v in node]
+        return "<from environment>" if isinstance(node, str) and _FROM_ENV.search(node) else node
+
+    safe = OmegaConf.create(redacted(raw))
+    return OmegaConf.to_container(safe, resolve=True)
 
 
 def build(node, key: str, **kwargs):

@@ -138,15 +138,24 @@ def _record_failure(run_dir: Path, error: str) -> None:
 
 
 def run_task(cfg: DictConfig):
+    """Hydra's task function: run, and turn the outcome into an exit code (a single run) or a value (a sweep)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
-    multirun = hc.mode == RunMode.MULTIRUN
+    code, result = execute(cfg, Path(hc.runtime.output_dir))
+    if hc.mode == RunMode.MULTIRUN:  # the sweep goes on; summary.json says why a job failed
+        return result if code == 0 else float("nan")
+    if code:
+        sys.exit(code)
+    return result
+
+
+def execute(cfg: DictConfig, run_dir: Path) -> tuple[int, object]:
+    """(exit code, task result). User mistakes and failures become one `error:` line and a summary.json."""
     try:
         validate(cfg)
-        return _task_function(cfg.task)(cfg, run_dir)
+        return 0, _task_function(cfg.task)(cfg, run_dir)
     except DlrunError as e:
         log.error("error: %s", e)
         _record_failure(run_dir, str(e))
@@ -160,6 +169,4 @@ def run_task(cfg: DictConfig):
         log.error("error: %s (traceback in %s; DLRUN_DEBUG=1 prints it)", message, run_dir / "dlrun.log")
         _record_failure(run_dir, message)
         code = EXIT_FAILED
-    if multirun:  # the sweep goes on; summary.json says why this job failed
-        return float("nan")
-    sys.exit(code)
+    return code, None

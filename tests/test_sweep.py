@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import yaml
 
@@ -85,9 +86,11 @@ def test_joblib_runs_two_jobs_in_parallel(tmp_path):
 
 def test_rerunning_an_interrupted_sweep_skips_finished_jobs_and_resumes_the_rest(tmp_path):
     sweep = tmp_path / "sweep"
-    args = [sys.executable, "-m", "dlrun", "-m", *SWEEP_TINY, "data.size=2048", "trainer.max_epochs=1,12",
-            "model=lenet", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [sys.executable, "-m", "dlrun", "-m", *SWEEP_TINY, "trainer.max_epochs=1,12", "model=mlp",
+            "+callbacks.slow._target_=user_components.SlowEpochs", "+callbacks.slow.seconds=0.4",
+            f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         deadline = time.time() + 240
         while time.time() < deadline:  # wait until job 0 is done and job 1 has checkpointed an epoch
@@ -104,7 +107,7 @@ def test_rerunning_an_interrupted_sweep_skips_finished_jobs_and_resumes_the_rest
     first_summary = (first_job / "summary.json").read_text()
     first_mtime = (first_job / "summary.json").stat().st_mtime_ns
 
-    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0, again.stderr
     assert (first_job / "summary.json").stat().st_mtime_ns == first_mtime  # not re-run
     assert (first_job / "summary.json").read_text() == first_summary
@@ -119,9 +122,9 @@ def test_rerunning_an_interrupted_sweep_skips_finished_jobs_and_resumes_the_rest
 
 def test_compare_finds_runs_sorts_filters_and_formats(tmp_path):
     sweep = tmp_path / "sweep"
-    assert run_dlrun("-m", *SWEEP_TINY, "optimizer=sgd,adam", f"hydra.sweep.dir={sweep}").returncode == 0
+    assert run_dlrun("-m", *SWEEP_TINY, "model=mlp", "optimizer=sgd,adam", f"hydra.sweep.dir={sweep}").returncode == 0
     single = tmp_path / "single"
-    assert run_dlrun(*SWEEP_TINY, f"hydra.run.dir={single}").returncode == 0
+    assert run_dlrun(*SWEEP_TINY, "model=mlp", f"hydra.run.dir={single}").returncode == 0
     out = subprocess.run([sys.executable, "-m", "dlrun.compare", str(tmp_path), "--format", "csv", "--sort", "test/acc"],
                          capture_output=True, text=True).stdout
     rows = list(csv.DictReader(out.splitlines()))

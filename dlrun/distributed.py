@@ -1,0 +1,75 @@
+"""Data-parallel training with torch.distributed (DDP), launched by torchrun or `trainer.devices=N`.
+
+Nothing home-made: torchrun/torch's elastic launcher start the processes, init_process_group
+(env://) connects them, DistributedDataParallel averages gradients. What dlrun adds is the glue:
+one run folder for all ranks, each rank's shard of the in-memory data, global metrics, and
+"only rank 0 writes".
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def launched_by_torchrun() -> bool:
+    return world_size() > 1 and "LOCAL_RANK" in os.environ
+
+
+def init(device_type: str) -> None:
+    """Join the process group (nccl on CUDA, gloo on CPU) once."""
+    import torch.distributed as dist
+
+    if launched_by_torchrun() and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+
+
+def agree_on_run_stamp() -> None:
+    """All ranks must write into ONE run folder, but each process's clock and token differ: rank 0
+    picks the stamp and the others take it (through the process group they will train with)."""
+    if not launched_by_torchrun() or os.environ.get("DLRUN_RUN_STAMP"):
+        return
+    import torch
+    import torch.distributed as dist
+
+    from dlrun.config import run_stamp
+
+    init("cuda" if torch.cuda.is_available() else "cpu")
+    box = [run_stamp() if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    os.environ["DLRUN_RUN_STAMP"] = box[0]
+
+
+def all_reduce_sum(values: list[float], device) -> list[float]:
+    """Sums across ranks (identity in a single process)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def launch(devices: int, argv: list[str], run_dir: str) -> int:
+    """`dlrun trainer.devices=N`: start N ranks of the same command through torch's elastic launcher,
+    all writing into this process's run folder."""
+    args = [a for a in argv if not a.startswith(("trainer.devices=", "hydra.run.dir="))]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}",
+           "-m", "dlrun", *args, f"hydra.run.dir={run_dir}", "trainer.devices=1"]
+    env = {**os.environ, "DLRUN_DDP_CHILD": "1"}
+    return subprocess.call(cmd, env=env)
