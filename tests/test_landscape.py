@@ -3,11 +3,13 @@ paths against closed-form iterates, the safe expression parser, and the run fold
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import dlrun
 from conftest import make_cfg, read_summary, run_dlrun
 from dlrun.config import build, validate
 from dlrun.errors import ConfigError
@@ -105,6 +107,16 @@ def test_gradient_descent_on_the_bowl_follows_the_closed_form_iterate():
     # 1 − 10α = −0.5: y flips sign every step (the zig-zag across the steep direction)
     ys = [p[1] for p in path["points"][:5]]
     assert all(a * b < 0 for a, b in zip(ys, ys[1:]))
+
+
+OPTIMIZERS = sorted(p.stem for p in (Path(dlrun.__file__).parent / "conf" / "optimizer").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_config_runs_on_a_surface(name):
+    optimizer, xy = _optimizer("landscape=bowl", f"optimizer={name}", start=[-4.5, 1.5])
+    path = descend(get_surface("bowl").f, optimizer, xy, 30)
+    assert path["diverged_at"] is None and path["losses"][-1] < path["losses"][0]
 
 
 def test_lbfgs_gets_its_closure():

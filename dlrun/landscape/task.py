@@ -127,11 +127,14 @@ def _surface_key(record: dict) -> tuple:
     return record["surface"], record.get("expr"), json.dumps(record["bounds"])
 
 
-def _legend(record: dict) -> str:
+def _legend(record: dict, with_start: bool = False) -> str:
     """`momentum lr=0.01: a minimum in 1125 steps` (or the final value when no minimum was reached)."""
+    label = record["label"]
+    if with_start:  # paths of one plot that start at different points
+        label += f" from ({record['start'][0]:g}, {record['start'][1]:g})"
     if record.get("steps_to_eps") is not None:
-        return f"{record['label']}: a minimum in {record['steps_to_eps']} steps"
-    return f"{record['label']}: f = {record['losses'][-1]:.3g} after {len(record['losses']) - 1} steps"
+        return f"{label}: a minimum in {record['steps_to_eps']} steps"
+    return f"{label}: f = {record['losses'][-1]:.3g} after {len(record['losses']) - 1} steps"
 
 
 def overlay(*folders, out_dir=None) -> list[Path]:
@@ -141,30 +144,42 @@ def overlay(*folders, out_dir=None) -> list[Path]:
     Used by every job of a multirun on its sweep folder, and by `python -m dlrun.landscape FOLDER...`.
     """
     from dlrun.landscape.plot import landscape_figure
-    from dlrun.plots import save_figure
+    from dlrun.plots import plt
+    from dlrun.records import atomic_write
 
     records = []
     for folder in map(Path, folders):
         files = [folder / PATH_FILE] if (folder / PATH_FILE).is_file() else sorted(folder.rglob(PATH_FILE))
         for file in files:
-            if not any(part.startswith("failed-") for part in file.parts):
-                records.append(json.loads(file.read_text()))
+            if any(part.startswith("failed-") for part in file.parts):
+                continue
+            try:
+                record = json.loads(file.read_text())
+                _surface_key(record), record["points"], record["label"]
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warning("skipped %s: not a landscape path (%s)", file, e)
+                continue
+            records.append(record)
     groups: dict[tuple, list[dict]] = {}
     for record in records:
         groups.setdefault(_surface_key(record), []).append(record)
     out_dir = Path(out_dir or folders[0])
-    written = []
+    written: list[Path] = []
     for (surface_name, _, _), group in groups.items():
         first = group[0]
         surface = get_surface(first["surface"], first.get("expr"))
         title = f"{surface_name}: f = {first['formula']}"
-        if len({json.dumps(r.get("start")) for r in group}) == 1 and first.get("start"):
+        one_start = len({json.dumps(r["start"]) for r in group}) == 1
+        if one_start:
             title += f", start ({first['start'][0]:g}, {first['start'][1]:g})"
-        fig = landscape_figure(surface.f, first["bounds"], [(_legend(r), r["points"]) for r in group],
+        fig = landscape_figure(surface.f, first["bounds"], [(_legend(r, not one_start), r["points"]) for r in group],
                                critical=first["critical_points"], minima=first["minima"], title=title)
-        path = out_dir / f"landscape_{surface_name}.png"
+        n = 1 + sum(p.stem.split("_", 1)[1].split("_")[0] == surface_name for p in written)
+        path = out_dir / (f"landscape_{surface_name}.png" if n == 1 else f"landscape_{surface_name}_{n}.png")
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_figure(fig, path)
+        # atomic: parallel jobs of a sweep (joblib launcher) may redraw the same overlay at once
+        atomic_write(path, lambda f: fig.savefig(f, format="png"))
+        plt.close(fig)
         written.append(path)
     return written
 
