@@ -162,6 +162,7 @@ def run(cfg, run_dir: Path):
     info = data_info(cfg.data, cfg.seed)
     model = build_model(cfg.model, info)
     s = summarize(model, info.in_shape)
+    kind = "classes" if info.task == "classification" else "targets"
     print_summary(s, title=f"Model: {s.model_name} for data={cfg.data.name} {list(info.in_shape)}, "
-                           f"{info.num_classes} outputs")
+                           f"{info.num_classes} {kind}")
     return s.total_params
