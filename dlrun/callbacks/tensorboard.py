@@ -9,7 +9,8 @@ Written to `<run>/tb/`, x axis = epoch:
             `histograms_every_n_epochs` epochs (and the first);
 - IMAGES    every `images_every_n_epochs` epochs (and the first): inputs/train (the first batch as
             the model receives it: normalised, augmented), filters/<first conv> (its kernels),
-            feature_maps/<conv> (one fixed test image after each convolution: the notes' feature maps);
+            feature_maps/<conv> (one fixed test image after the last convolution of each stage, i.e. of
+            each resolution: the notes' feature maps);
             at the end confusion_matrix/test;
 - GRAPHS    the model graph when `log_graph=true`.
 Everything heavy happens at an epoch's end (or once at the end), never per batch; nothing here draws
@@ -69,6 +70,14 @@ def _grid(images: torch.Tensor, nrow: int | None = None, min_side: int = 32, sca
 
 def _conv_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
+
+
+def _stage_outputs(maps: dict) -> list[tuple[str, torch.Tensor]]:
+    """The last convolution output of each stage, a stage being a run of convolutions at one resolution
+    (LeNet: both convolutions; VGG: each block's last; ResNet: the stem's or each stage's last)."""
+    items = list(maps.items())
+    return [(n, out) for i, (n, out) in enumerate(items)
+            if i + 1 == len(items) or items[i + 1][1].shape[-2:] != out.shape[-2:]]
 
 
 def _evenly(items: list, k: int) -> list:
@@ -183,8 +192,8 @@ class TensorBoardLogger(Callback):
         self.writer.add_image(f"filters/{name}", _grid(tiles, nrow=nrow, min_side=40), epoch)
 
         x = loop.data.test.x[:1]
-        maps, handles = {}, []
-        for n, m in _evenly(convs, self.max_feature_layers):
+        maps, handles = {}, []  # filled in execution order
+        for n, m in convs:
             handles.append(m.register_forward_hook(lambda mod, args, out, n=n: maps.__setitem__(n, out)))
         was_training = model.training
         model.eval()
@@ -196,7 +205,7 @@ class TensorBoardLogger(Callback):
             for h in handles:
                 h.remove()
         self.writer.add_image("feature_maps/input", _grid(x), epoch)
-        for n, out in maps.items():
+        for n, out in _evenly(_stage_outputs(maps), self.max_feature_layers):
             fm = out[0, : self.max_channels].unsqueeze(1)  # one tile per channel
             self.writer.add_image(f"feature_maps/{n}", _grid(fm), epoch)
 
