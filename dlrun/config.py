@@ -27,6 +27,7 @@ class DataConfig:
     batch_size: int = 128
     eval_batch_size: int = 1024
     val_fraction: float = 0.1
+    test_fraction: float = 0.2  # datasets without a test split (scikit-learn's): held out once, seeded
     num_workers: int = 0
     # synthetic data
     shape: List[int] = field(default_factory=lambda: [1, 28, 28])
@@ -83,6 +84,9 @@ class DlrunConfig:
     loss: Any = MISSING
     optimizer: Any = MISSING
     callbacks: Any = field(default_factory=dict)
+    initializer: Any = None  # conf/initializer: a torch.nn.init function (`_partial_`), null = PyTorch's
+    regularizer: Any = field(default_factory=dict)  # conf/regularizer: one key per regularizer (l1, l2, dropout, ...)
+    scheduler: Any = None  # conf/scheduler: an lr scheduler (`_partial_`), null = constant lr
     eval: EvalConfig = field(default_factory=EvalConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     landscape: Any = None  # task=landscape: a dlrun/conf/landscape/*.yaml (checked by _validate_landscape)
@@ -166,6 +170,7 @@ def validate(cfg: DictConfig) -> None:
     dropout = OmegaConf.select(cfg, "model.dropout")
     if dropout is not None:
         _check(0.0 <= dropout < 1.0, "model.dropout", dropout, "a probability in [0, 1)")
+    _validate_components(cfg)
     if cfg.task in ("eval", "predict"):
         _check(cfg.ckpt_path is not None, "ckpt_path", None, f"task={cfg.task} needs ckpt_path=PATH")
     _check(cfg.eval.split in SPLITS, "eval.split", cfg.eval.split, f"one of {', '.join(SPLITS)}")
@@ -177,6 +182,25 @@ def validate(cfg: DictConfig) -> None:
     if cfg.task == "landscape":
         _validate_landscape(cfg.landscape)
 
+
+
+def _validate_components(cfg) -> None:
+    """The numeric keys of the loss, regularizer and scheduler groups (dlrun/nn/*.py builds them)."""
+    _check(0.0 < cfg.data.test_fraction < 1.0, "data.test_fraction", cfg.data.test_fraction, "a fraction in (0, 1)")
+    for key, rule, text in (("loss.delta", lambda v: v > 0, "a number > 0"),
+                            ("optimizer.beta", lambda v: 0 <= v < 1, "a number in [0, 1)")):
+        v = OmegaConf.select(cfg, key)
+        if v is not None:
+            _check(_number(v) and rule(v), key, v, text)
+    reg = cfg.get("regularizer") or {}
+    for name in reg:
+        node = reg[name]
+        for field_name, rule, text in (("strength", lambda v: v >= 0, "a number >= 0 (lambda)"),
+                                       ("alpha", lambda v: 0 <= v <= 1, "a number in [0, 1] (the l1 share)"),
+                                       ("p", lambda v: 0 <= v < 1, "a probability in [0, 1)")):
+            v = node.get(field_name) if isinstance(node, DictConfig) else None
+            if v is not None:
+                _check(_number(v) and rule(v), f"regularizer.{name}.{field_name}", v, text)
 
 
 def _number(v) -> bool:

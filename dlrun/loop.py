@@ -34,11 +34,11 @@ class NonFiniteLossError(DlrunError):
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_fn, device, amp_dtype, prefix: str) -> dict[str, float]:
-    """Loss and accuracy of `model` over a whole loader, in eval mode."""
+def evaluate(model, loader, loss_fn, device, amp_dtype, prefix: str, target_std=None) -> dict[str, float]:
+    """Loss and accuracy (regression: MAE and RMSE in the targets' units) of `model` over a loader, in eval mode."""
     was_training = model.training
     model.eval()
-    acc = EpochMetrics(device)
+    acc = EpochMetrics(device, target_std)
     for x, y in loader:
         with autocast(device, amp_dtype):
             out = model(x)
@@ -52,18 +52,19 @@ class Loop:
     """State of one run that callbacks read: model, optimizer, epoch (completed), step, history, best."""
 
     def __init__(self, *, cfg, run_dir: Path, model, loss_fn, optimizer, scheduler, data, device, amp_dtype,
-                 callbacks: dict):
+                 callbacks: dict, penalty=None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
         self.data, self.device, self.amp_dtype = data, device, amp_dtype
         self.callbacks = callbacks
+        self.penalty = penalty  # regularization: () -> weight penalty added to the training loss, or None
         self.scaler = grad_scaler(device, amp_dtype)
         self.monitor = cfg.monitor
         self.monitor_mode = mode_for(self.monitor)
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
         self.batch_in_epoch = 0  # batches of the current epoch done (non-zero only mid-epoch)
-        self.train_sums = EpochMetrics(device)
+        self.train_sums = EpochMetrics(device, data.info.target_std)
         self.history: list[dict] = []
         self.best: dict | None = None
         self.stop_reason: str | None = None  # "stopped_early" | "interrupted"
@@ -92,9 +93,11 @@ class Loop:
             with autocast(self.device, self.amp_dtype):
                 out = model(x)
                 loss = self.loss_fn(out, y)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(loss.item(), self.step + 1, self.epoch + 1)
-            self.scaler.scale(loss / accumulate).backward()
+            penalty = self.penalty() if self.penalty is not None else None
+            objective = loss if penalty is None else loss + penalty
+            if not torch.isfinite(objective):
+                raise NonFiniteLossError(objective.item(), self.step + 1, self.epoch + 1)
+            self.scaler.scale(objective / accumulate).backward()
             if (i + 1) % accumulate == 0 or i + 1 == n_batches:
                 if t.gradient_clip_val > 0:
                     self.scaler.unscale_(opt)
@@ -104,7 +107,7 @@ class Loop:
                 self.scaler.update()
                 opt.zero_grad(set_to_none=True)
                 self.step += 1
-            self.train_sums.update(loss.float(), out, y)
+            self.train_sums.update(loss.float(), out, y, penalty)
             self.batch_in_epoch = i + 1
             self._call("on_batch_end", i, loss)
             if self.stop_reason == "interrupted":
@@ -117,10 +120,11 @@ class Loop:
         row = {"epoch": self.epoch, "step": self.step}
         row.update(self.train_sums.compute("train"))
         if self.data.val is not None:
-            row.update(evaluate(self.model, self.data.val, self.loss_fn, self.device, self.amp_dtype, "val"))
+            row.update(evaluate(self.model, self.data.val, self.loss_fn, self.device, self.amp_dtype, "val",
+                                self.data.info.target_std))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["samples_per_s"] = self.train_sums.count / max(train_time, 1e-9)
-        self.train_sums = EpochMetrics(self.device)
+        self.train_sums = EpochMetrics(self.device, self.data.info.target_std)
         self.batch_in_epoch = 0
         value = row.get(self.monitor)
         if value is not None and improved(value, self.best and self.best[self.monitor], self.monitor_mode):
@@ -156,7 +160,8 @@ class Loop:
                     self._call("on_epoch_end", row)
                 if self.stop_reason != "interrupted":
                     self._call("on_train_end")
-                    test = evaluate(self.model, self.data.test, self.loss_fn, self.device, self.amp_dtype, "test")
+                    test = evaluate(self.model, self.data.test, self.loss_fn, self.device, self.amp_dtype, "test",
+                                    self.data.info.target_std)
             status = {"interrupted": "interrupted", "stopped_early": "stopped_early"}.get(self.stop_reason, "completed")
         except KeyboardInterrupt:  # a second Ctrl-C, or a signal we could not hook
             status = "interrupted"

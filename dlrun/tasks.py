@@ -46,6 +46,9 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     from dlrun.device import autocast_dtype, select_device
     from dlrun.loop import Loop
     from dlrun.models import build_model
+    from dlrun.nn.initializers import initialize
+    from dlrun.nn.losses import build_loss, model_info
+    from dlrun.nn.regularizers import apply_model_options, build_penalty
 
     from dlrun.sweep import threads_per_job
 
@@ -56,16 +59,23 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     device = select_device(t.device)
     amp_dtype = autocast_dtype(str(t.precision), device)
     data = build_data(cfg.data, device, cfg.seed)
-    model = build_model(cfg.model, data.info).to(device)
+    if data.info.task == "regression" and cfg.monitor.endswith("/acc"):
+        raise ConfigError("monitor", cfg.monitor, "regression data has no accuracy: val/loss, val/mae or val/rmse")
+    loss_fn = build_loss(cfg.loss, data.info)  # fails here when the loss does not fit the data
+    apply_model_options(cfg)  # regularizer=dropout / batchnorm switch the model's options on
+    model = build_model(cfg.model, model_info(loss_fn, data.info)).to(device)
+    if cfg.initializer:  # empty: PyTorch's default initialisation
+        initialize(model, build(cfg.initializer, "initializer"))
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = build(cfg.loss, "loss")
     optimizer = build(cfg.optimizer, "optimizer")(model.parameters())
+    scheduler = build(cfg.scheduler, "scheduler")(optimizer) if cfg.scheduler else None
+    penalty = build_penalty(cfg, model)
     callbacks = build_callbacks(cfg.callbacks)
     if (progress := make_progress(t.progress)) is not None:
         callbacks["progress"] = progress
-    return Loop(cfg=cfg, run_dir=run_dir, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=None,
-                data=data, device=device, amp_dtype=amp_dtype, callbacks=callbacks)
+    return Loop(cfg=cfg, run_dir=run_dir, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
+                data=data, device=device, amp_dtype=amp_dtype, callbacks=callbacks, penalty=penalty)
 
 
 def train(cfg: DictConfig, run_dir: Path):

@@ -24,6 +24,10 @@ class DataInfo:
     num_classes: int  # classes, or regression targets
     class_names: list
     task: str = "classification"  # classification | regression
+    # regression: targets are standardised with these training-split statistics (one per target);
+    # a prediction in original units is output * target_std + target_mean
+    target_mean: list | None = None
+    target_std: list | None = None
 
 
 @dataclass
@@ -42,6 +46,11 @@ SOURCES = {
     "fashion_mnist": "dlrun.data.mnist",
     "mnist": "dlrun.data.mnist",
     "synthetic": "dlrun.data.synthetic",
+    "diabetes": "dlrun.data.tabular",
+    "breast_cancer": "dlrun.data.tabular",
+    "iris": "dlrun.data.tabular",
+    "wine": "dlrun.data.tabular",
+    "digits": "dlrun.data.tabular",
     "logic_gate": "dlrun.data.logic_gate",
 }
 
@@ -76,11 +85,17 @@ def build_data(cfg, device: torch.device, seed: int) -> DataSplits:
     # normalise with statistics of the training split only (per channel for images)
     dims = [0] + list(range(2, x.dim()))
     mean = x[train_idx].mean(dim=dims, keepdim=True)
-    std = x[train_idx].std(dim=dims, keepdim=True).clamp_min(1e-8)
+    std = x[train_idx].std(dim=dims, keepdim=True)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))  # a constant feature is centred, not blown up
     norm = lambda t: ((t - mean) / std).to(device)
 
     n_out = len(src.class_names) if src.task == "classification" else (y.shape[1] if y.dim() > 1 else 1)
     info = DataInfo(tuple(x.shape[1:]), n_out, list(src.class_names), src.task)
+    if src.task == "regression":  # targets standardised with training statistics too: losses see unit scale
+        y, test_y = y.float().view(len(y), -1), test_y.float().view(len(test_y), -1)
+        y_mean, y_std = y[train_idx].mean(dim=0), y[train_idx].std(dim=0).clamp_min(1e-8)
+        y, test_y = (y - y_mean) / y_std, (test_y - y_mean) / y_std
+        info.target_mean, info.target_std = y_mean.tolist(), y_std.tolist()
     train = TensorLoader(norm(x[train_idx]), y[train_idx].to(device), cfg.batch_size, shuffle=True, seed=seed)
     val = TensorLoader(norm(x[val_idx]), y[val_idx].to(device), cfg.eval_batch_size) if n_val else None
     test = TensorLoader(norm(test_x), test_y.to(device), cfg.eval_batch_size)

@@ -1,0 +1,43 @@
+"""scikit-learn's bundled datasets (no download): diabetes (regression), breast_cancer (binary),
+iris and wine (3 classes), digits (8x8 images, 10 classes).
+
+They come without a test split: a stratified (classification) test split of data.test_fraction is held
+out here with a fixed seed, so that runs with different `seed`s are scored on the same test samples. The
+shared pipeline then splits validation from the rest and standardises with training statistics only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlrun.data.source import Source
+
+SPLIT_SEED = 0  # the test split is part of the dataset, not of the run
+
+
+def _load(name: str):
+    from sklearn import datasets
+
+    if name == "diabetes":  # raw (unscaled) features: our standardisation uses training statistics only
+        return datasets.load_diabetes(scaled=False)
+    return {"breast_cancer": datasets.load_breast_cancer, "iris": datasets.load_iris,
+            "wine": datasets.load_wine, "digits": datasets.load_digits}[name]()
+
+
+def from_config(cfg, seed: int) -> Source:
+    return load(cfg.name, cfg.test_fraction)
+
+
+def load(name: str, test_fraction: float = 0.2) -> Source:
+    from sklearn.model_selection import train_test_split
+
+    bunch = _load(name)
+    if name == "diabetes":
+        x, y, names, task = bunch.data.astype(np.float32), bunch.target.astype(np.float32)[:, None], [], "regression"
+    else:
+        x = bunch.images[:, None] if name == "digits" else bunch.data  # digits as 1x8x8 images
+        x, y, task = x.astype(np.float32), bunch.target.astype(np.int64), "classification"
+        names = [str(n) for n in bunch.target_names]
+    train_x, test_x, train_y, test_y = train_test_split(
+        x, y, test_size=test_fraction, random_state=SPLIT_SEED, stratify=y if task == "classification" else None)
+    return Source(train_x, train_y, test_x, test_y, names, task)

@@ -1,0 +1,90 @@
+"""Regularization: weight penalties added to the training loss, and the model options (dropout,
+batch norm) that regularize by changing the network.
+
+`regularizer=` composes one key per choice (`regularizer=[l2,dropout]` gives {l2: ..., dropout: ...}):
+entries with a `_target_` are penalties built here, `dropout` and `batchnorm` set model.dropout and
+model.batchnorm. Penalties apply to the weights of Linear and Conv layers only: biases and batch-norm
+parameters are not shrunk.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from dlrun.errors import ConfigError
+from dlrun.nn.initializers import weight_layers
+
+
+class L1:
+    """lambda sum |w| (Lasso): drives weights to exactly zero."""
+
+    def __init__(self, strength: float = 1e-4):
+        self.strength = strength
+
+    def __call__(self, weights: list[torch.Tensor]) -> torch.Tensor:
+        return self.strength * sum(w.abs().sum() for w in weights)
+
+
+class L2:
+    """lambda sum w^2 (Ridge, weight decay): shrinks large weights."""
+
+    def __init__(self, strength: float = 1e-4):
+        self.strength = strength
+
+    def __call__(self, weights: list[torch.Tensor]) -> torch.Tensor:
+        return self.strength * sum(w.pow(2).sum() for w in weights)
+
+
+class ElasticNet:
+    """lambda [alpha sum |w| + (1 - alpha)/2 sum w^2]: the notes' mix of Lasso and Ridge (alpha = 1: l1,
+    alpha = 0: half of l2); glmnet's and scikit-learn's ElasticNet form."""
+
+    def __init__(self, strength: float = 1e-4, alpha: float = 0.5):
+        self.strength, self.alpha = strength, alpha
+
+    def __call__(self, weights: list[torch.Tensor]) -> torch.Tensor:
+        l1 = sum(w.abs().sum() for w in weights)
+        l2 = sum(w.pow(2).sum() for w in weights)
+        return self.strength * (self.alpha * l1 + (1 - self.alpha) / 2 * l2)
+
+
+class Penalty:
+    """The sum of the chosen penalties over a model's Linear/Conv weights: `penalty()` -> scalar tensor."""
+
+    def __init__(self, model: torch.nn.Module, terms: list):
+        self.weights = [m.weight for m in weight_layers(model)]
+        self.terms = terms
+
+    def __call__(self) -> torch.Tensor:
+        return sum(term(self.weights) for term in self.terms)
+
+
+# regularizers that are model options: regularizer key -> (model option, value from its config node)
+MODEL_OPTIONS = {
+    "dropout": ("dropout", lambda node: node.p),
+    "batchnorm": ("batchnorm", lambda node: True),
+}
+
+
+def apply_model_options(cfg: DictConfig) -> None:
+    """Set model.dropout / model.batchnorm from the regularizer group, in the config itself, so that the
+    stored config (checkpoints, task=eval) rebuilds the same network. Fails if the model has no such option."""
+    for key, node in (cfg.get("regularizer") or {}).items():
+        if key not in MODEL_OPTIONS:
+            continue
+        option, value = MODEL_OPTIONS[key]
+        if option not in cfg.model:
+            target = str(cfg.model.get("_target_", "?")).rsplit(".", 1)[-1]
+            raise ConfigError("regularizer", key, f"the model ({target}) has no model.{option} option; "
+                              f"use a penalty (l1, l2, elastic_net) or a model with one (mlp, lenet, ...)")
+        cfg.model[option] = value(node)
+
+
+def build_penalty(cfg: DictConfig, model: torch.nn.Module) -> Penalty | None:
+    """The weight penalty of the regularizer group, or None when it chooses none."""
+    from dlrun.config import build
+
+    terms = [build(node, f"regularizer.{key}") for key, node in (cfg.get("regularizer") or {}).items()
+             if key not in MODEL_OPTIONS]
+    return Penalty(model, terms) if terms else None
