@@ -110,7 +110,8 @@ class Loop:
             self.train_sums.update(loss.float(), out, y, penalty)
             self.batch_in_epoch = i + 1
             self._call("on_batch_end", i, loss)
-            if self.stop_reason == "interrupted":
+            # stop on an optimizer step: gradients accumulated in between are not in a checkpoint
+            if self.stop_reason == "interrupted" and (i + 1) % accumulate == 0:
                 return False
             if i + 1 >= n_batches:
                 break

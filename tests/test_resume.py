@@ -146,3 +146,34 @@ def test_ctrl_c_finishes_the_batch_and_saves_where_it_stands(tmp_path):
     assert (last["epoch"], last["batch_in_epoch"]) == (1, 3)
     assert read_summary(tmp_path)["status"] == "interrupted"
     assert signal.getsignal(signal.SIGINT) is before  # the loop's handler is gone again
+
+
+def test_an_interrupt_between_accumulated_batches_waits_for_the_optimizer_step(tmp_path):
+    """Gradients summed over accumulate_grad_batches are not checkpointed: stop only after the step."""
+    from dlrun import checkpoint
+    from dlrun.callbacks.base import Callback
+
+    class CtrlC(Callback):
+        def on_batch_end(self, loop, batch_index, loss):
+            if loop.epoch == 0 and batch_index == 2:  # the first half of the second pair
+                os.kill(os.getpid(), signal.SIGINT)
+
+    run = [*TINY, "data.batch_size=16", "trainer.num_threads=1", "trainer.accumulate_grad_batches=2",
+           "trainer.deterministic=true", "callbacks=model_checkpoint"]
+    (tmp_path / "ref").mkdir()
+    reference = build_loop(make_cfg(*run), tmp_path / "ref")
+    reference.fit()
+
+    (tmp_path / "run").mkdir()
+    loop = build_loop(make_cfg(*run), tmp_path / "run")
+    loop.callbacks = {"ctrl_c": CtrlC(), **loop.callbacks}
+    assert loop.fit()["status"] == "interrupted"
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    state = checkpoint.load(path)
+    assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (0, 4, 2)
+
+    resumed = build_loop(make_cfg(*run), tmp_path / "run")
+    checkpoint.restore(resumed, state, path)
+    resumed.fit()
+    for (name, a), b in zip(reference.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
