@@ -38,7 +38,14 @@ class DataConfig:
     gate: str = "and"
     classes: Optional[List[int]] = None
     limit: Optional[int] = None
-    augment: List[str] = field(default_factory=list)
+    augment: List[str] = field(default_factory=list)  # training batches only, in this order: AUGMENTATIONS
+    crop_padding: int = 4  # crop: pixels of zero padding before the random crop
+    erase_p: float = 0.5  # erase: probability that an image gets a rectangle erased
+    affine_degrees: float = 10.0  # affine: largest rotation
+    affine_translate: float = 0.1  # affine: largest shift, a fraction of the image size
+    mix_alpha: float = 1.0  # mixup/cutmix: lam ~ Beta(alpha, alpha)
+    image_size: int = 64  # image_folder: images are resized to image_size x image_size
+    stats_sample: int = 512  # image_folder: training images read to estimate the normalisation statistics
 
 
 @dataclass
@@ -96,6 +103,7 @@ TASKS = ("train", "summary", "eval", "predict", "landscape")
 PRECISIONS = ("32", "bf16", "16")
 SPLITS = ("test", "val", "train")
 PROGRESS = ("auto", "rich", "plain", "none")
+AUGMENTATIONS = ("crop", "flip", "erase", "affine", "mixup", "cutmix")  # dlrun/data/augment.py
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 # One token per process: two runs started in the same second still get different folders.
@@ -157,6 +165,16 @@ def validate(cfg: DictConfig) -> None:
     _check(0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "a fraction in [0, 1)")
     _check(d.size >= 1, "data.size", d.size, "an integer >= 1")
     _check(d.num_classes >= 1, "data.num_classes", d.num_classes, "an integer >= 1")
+    _check(all(a in AUGMENTATIONS for a in d.augment), "data.augment", list(d.augment),
+           f"a list of {', '.join(AUGMENTATIONS)} (e.g. data.augment=[crop,flip])")
+    _check(d.crop_padding >= 0, "data.crop_padding", d.crop_padding, "an integer >= 0")
+    _check(0.0 <= d.erase_p <= 1.0, "data.erase_p", d.erase_p, "a probability in [0, 1]")
+    _check(d.affine_degrees >= 0 and 0 <= d.affine_translate < 1, "data.affine_degrees/affine_translate",
+           [d.affine_degrees, d.affine_translate], "degrees >= 0 and a translate fraction in [0, 1)")
+    _check(d.mix_alpha > 0, "data.mix_alpha", d.mix_alpha, "a number > 0")
+    _check(d.image_size >= 1 and d.stats_sample >= 1, "data.image_size/stats_sample", [d.image_size, d.stats_sample],
+           "integers >= 1")
+    _check(d.num_workers >= 0, "data.num_workers", d.num_workers, "an integer >= 0")
     _check(len(d.shape) in (1, 3) and all(s >= 1 for s in d.shape), "data.shape", list(d.shape),
            "[features] or [channels, height, width], all >= 1")
     _check(re.match(r"^(train|val|test)/", cfg.monitor) is not None, "monitor", cfg.monitor,

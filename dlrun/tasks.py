@@ -58,16 +58,22 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     seed_everything(cfg.seed, t.deterministic)
     device = select_device(t.device)
     amp_dtype = autocast_dtype(str(t.precision), device)
-    data = build_data(cfg.data, device, cfg.seed)
+    data = build_data(cfg.data, device, cfg.seed, channels_last=t.channels_last)
     if data.info.task == "regression" and cfg.monitor.endswith("/acc"):
         raise ConfigError("monitor", cfg.monitor, "regression data has no accuracy: val/loss, val/mae or val/rmse")
     loss_fn = build_loss(cfg.loss, data.info)  # fails here when the loss does not fit the data
+    augment = getattr(data.train, "augment", None)
+    if augment is not None and augment.soft_targets and getattr(loss_fn, "target_form", None) != "index":
+        raise ConfigError("data.augment", list(cfg.data.augment), "mixup and cutmix make class-probability targets, "
+                          "which need loss=cross_entropy (or sparse_cce)")
     apply_model_options(cfg)  # regularizer=dropout / batchnorm switch the model's options on
     model = build_model(cfg.model, model_info(loss_fn, data.info)).to(device)
     if cfg.initializer:  # empty: PyTorch's default initialisation
         initialize(model, build(cfg.initializer, "initializer"))
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if t.compile:  # in place: the module, its parameter names and its checkpoints stay the plain ones
+        model.compile()
     optimizer = build(cfg.optimizer, "optimizer")(model.parameters())
     scheduler = build(cfg.scheduler, "scheduler")(optimizer) if cfg.scheduler else None
     penalty = build_penalty(cfg, model)

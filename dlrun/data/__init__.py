@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dlrun.data.augment import build_augment
 from dlrun.data.loader import TensorLoader
 from dlrun.data.source import Source
 from dlrun.errors import ConfigError
@@ -52,15 +53,22 @@ SOURCES = {
     "wine": "dlrun.data.tabular",
     "digits": "dlrun.data.tabular",
     "logic_gate": "dlrun.data.logic_gate",
+    "cifar10": "dlrun.data.cifar",
+    "cifar100": "dlrun.data.cifar",
+    "image_folder": "dlrun.data.image_folder",  # streamed from disk: the module's build_splits
 }
 
 
-def load_source(cfg, seed: int) -> Source:
+def source_module(cfg):
     import importlib
 
     if cfg.name not in SOURCES:
         raise ConfigError("data.name", cfg.name, f"one of {', '.join(SOURCES)}")
-    return importlib.import_module(SOURCES[cfg.name]).from_config(cfg, seed)
+    return importlib.import_module(SOURCES[cfg.name])
+
+
+def load_source(cfg, seed: int) -> Source:
+    return source_module(cfg).from_config(cfg, seed)
 
 
 def _to_float(x: np.ndarray) -> torch.Tensor:
@@ -68,8 +76,11 @@ def _to_float(x: np.ndarray) -> torch.Tensor:
     return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
 
 
-def build_data(cfg, device: torch.device, seed: int) -> DataSplits:
-    src = load_source(cfg, seed)
+def build_data(cfg, device: torch.device, seed: int, channels_last: bool = False) -> DataSplits:
+    module = source_module(cfg)
+    if hasattr(module, "build_splits"):  # too big for memory: the source streams its own loaders
+        return module.build_splits(cfg, device, seed, channels_last=channels_last)
+    src = module.from_config(cfg, seed)
     x, y = _to_float(src.train_x), torch.from_numpy(np.array(src.train_y))
     test_x, test_y = _to_float(src.test_x), torch.from_numpy(np.array(src.test_y))
     if cfg.limit:
@@ -87,7 +98,9 @@ def build_data(cfg, device: torch.device, seed: int) -> DataSplits:
     mean = x[train_idx].mean(dim=dims, keepdim=True)
     std = x[train_idx].std(dim=dims, keepdim=True)
     std = torch.where(std > 1e-8, std, torch.ones_like(std))  # a constant feature is centred, not blown up
-    norm = lambda t: ((t - mean) / std).to(device)
+    # channels_last (trainer.channels_last) is kept by index slicing: batches need no per-step conversion
+    fmt = torch.channels_last if channels_last and x.dim() == 4 else torch.contiguous_format
+    norm = lambda t: ((t - mean) / std).to(device).contiguous(memory_format=fmt)
 
     n_out = len(src.class_names) if src.task == "classification" else (y.shape[1] if y.dim() > 1 else 1)
     info = DataInfo(tuple(x.shape[1:]), n_out, list(src.class_names), src.task)
@@ -96,7 +109,9 @@ def build_data(cfg, device: torch.device, seed: int) -> DataSplits:
         y_mean, y_std = y[train_idx].mean(dim=0), y[train_idx].std(dim=0).clamp_min(1e-8)
         y, test_y = (y - y_mean) / y_std, (test_y - y_mean) / y_std
         info.target_mean, info.target_std = y_mean.tolist(), y_std.tolist()
-    train = TensorLoader(norm(x[train_idx]), y[train_idx].to(device), cfg.batch_size, shuffle=True, seed=seed)
+    augment = build_augment(cfg, info.in_shape, info.num_classes, info.task)
+    train = TensorLoader(norm(x[train_idx]), y[train_idx].to(device), cfg.batch_size, shuffle=True, seed=seed,
+                         augment=augment)
     val = TensorLoader(norm(x[val_idx]), y[val_idx].to(device), cfg.eval_batch_size) if n_val else None
     test = TensorLoader(norm(test_x), test_y.to(device), cfg.eval_batch_size)
     return DataSplits(train, val, test, info, mean=mean, std=std)
