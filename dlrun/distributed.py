@@ -25,8 +25,24 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def adopt_slurm_tasks() -> None:
+    """Tasks of one SLURM job (one per GPU, started by the submitit launcher) become torchrun-style
+    ranks: submitit exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT from SLURM's."""
+    if "RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) < 2 or "SLURM_JOB_ID" not in os.environ:
+        return
+    from submitit.helpers import TorchDistributedEnvironment
+
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
 def launched_by_torchrun() -> bool:
+    """True in a rank of a multi-process run (torchrun, `trainer.devices=N`, or SLURM tasks)."""
+    adopt_slurm_tasks()
     return world_size() > 1 and "LOCAL_RANK" in os.environ
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def init(device_type: str) -> None:

@@ -76,6 +76,13 @@ def write_manifest(sweep_dir: Path) -> list[dict]:
 
 
 class SweepReport(HydraCallback):
+    def on_multirun_start(self, config, **kwargs) -> None:
+        # launchers that run jobs in other processes (submitit, joblib) resolve the sweep folder again
+        # there: hand them this process's stamp so that every job lands in the same sweep folder
+        from dlrun.config import run_stamp
+
+        os.environ["DLRUN_RUN_STAMP"] = run_stamp()
+
     def on_job_end(self, config, job_return, **kwargs) -> None:
         if not in_multirun():
             return
