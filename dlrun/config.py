@@ -199,6 +199,8 @@ def validate(cfg: DictConfig) -> None:
                "task=predict needs predict.inputs=PATH (an image, a folder, a glob or a .npy file)")
     if cfg.task == "landscape":
         _validate_landscape(cfg.landscape)
+    elif cfg.landscape is not None:  # `dlrun landscape=bowl` alone would silently train the default network
+        raise ConfigError("task", cfg.task, "landscape=... is chosen: add task=landscape (or drop landscape=)")
 
 
 

@@ -96,7 +96,7 @@ def _optimizer(*overrides, start):
 def test_gradient_descent_on_the_bowl_follows_the_closed_form_iterate():
     # gd on f = x²/2 + 5y²: x ← x − α·x, y ← y − α·10y, so x_t = (1 − α)^t x_0 and y_t = (1 − 10α)^t y_0
     alpha, x0, y0, steps = 0.15, -4.5, 1.5, 40
-    optimizer, xy = _optimizer("landscape=bowl", "optimizer=sgd", f"optimizer.lr={alpha}", start=[x0, y0])
+    optimizer, xy = _optimizer("landscape=bowl", "optimizer=gd", f"optimizer.lr={alpha}", start=[x0, y0])
     assert type(optimizer) is torch.optim.SGD and optimizer.param_groups[0]["momentum"] == 0
     path = descend(get_surface("bowl").f, optimizer, xy, steps)
     assert len(path["points"]) == steps + 1 and path["diverged_at"] is None
@@ -185,6 +185,8 @@ def test_config_errors_before_anything_runs(tmp_path):
         validate(make_cfg("task=landscape", "landscape=bowl", "landscape.start=[1]"))
     with pytest.raises(ConfigError, match=r"landscape.bounds"):
         validate(make_cfg("task=landscape", "landscape=bowl", "landscape.bounds=[[1,0],[0,1]]"))
+    with pytest.raises(ConfigError, match=r"task=train is not allowed: landscape=... is chosen: add task=landscape"):
+        validate(make_cfg("landscape=bowl"))
     cfg = make_cfg("task=landscape", "landscape=custom")
     validate(cfg)
     with pytest.raises(ConfigError, match=r"landscape=custom needs landscape.expr"):
@@ -209,13 +211,13 @@ def test_custom_run_in_process(tmp_path):
 
 def test_dlrun_multirun_writes_plots_summaries_and_the_overlay(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_dlrun("-m", "task=landscape", "landscape=rosenbrock", "optimizer=sgd,adam", "optimizer.lr=0.001",
+    proc = run_dlrun("-m", "task=landscape", "landscape=rosenbrock", "optimizer=gd,momentum,adam", "optimizer.lr=0.001",
                      "landscape.steps=60", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "critical points" in out and "minimum" in out
     jobs = sorted(p for p in sweep.iterdir() if (p / "summary.json").is_file())
-    assert len(jobs) == 2
+    assert len(jobs) == 3
     labels = []
     for job in jobs:
         assert (job / "landscape.png").stat().st_size > 10_000
@@ -233,5 +235,5 @@ def test_dlrun_multirun_writes_plots_summaries_and_the_overlay(tmp_path):
         assert [e.step for e in acc.Scalars("landscape/loss")] == list(range(61))
         assert "landscape/path" in acc.Tags()["images"]
         labels.append(json.loads((job / "path.json").read_text())["label"])
-    assert labels == ["sgd lr=0.001", "adam lr=0.001"]
-    assert (sweep / "landscape_rosenbrock.png").stat().st_size > 10_000  # both paths, drawn by the last job
+    assert labels == ["gd lr=0.001", "momentum lr=0.001", "adam lr=0.001"]
+    assert (sweep / "landscape_rosenbrock.png").stat().st_size > 10_000  # all three paths, drawn by the last job
