@@ -20,10 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
 from dlrun import checkpoint
-from dlrun.config import build
 from dlrun.console import console
 from dlrun.data import DataInfo, build_data
-from dlrun.data.loader import TensorLoader
 from dlrun.device import autocast, autocast_dtype, select_device
 from dlrun.errors import CheckpointError, ConfigError, DataError
 from dlrun.loop import evaluate
@@ -55,10 +53,16 @@ def _runtime(cfg: DictConfig) -> tuple[torch.device, torch.dtype | None]:
     return device, autocast_dtype(str(t.precision), device)
 
 
-def _restore_model(stored: DictConfig, info: DataInfo, state: dict, path, device) -> torch.nn.Module:
-    model = build_model(stored.model, info).to(device)
+def _restore_model(stored: DictConfig, info: DataInfo, state: dict, path, device):
+    """(model with the checkpoint's weights, loss), built as tasks.build_loop builds them: the loss decides
+    the output width (one output for bce/hinge on two classes); the stored model config already holds
+    the options the regularizer group switched on (apply_model_options writes them into the config)."""
+    from dlrun.nn.losses import build_loss, model_info
+
+    loss_fn = build_loss(stored.loss, info)
+    model = build_model(stored.model, model_info(loss_fn, info)).to(device)
     checkpoint.load_model_weights(model, state, path)
-    return model.eval()
+    return model.eval(), loss_fn
 
 
 def _class_names(info: DataInfo, n_outputs: int) -> list[str]:
@@ -147,19 +151,24 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> float | None:
     stored = stored_config(state, path)
     device, amp_dtype = _runtime(cfg)
     data = build_data(stored.data, device, stored.seed)
-    chosen = {"train": data.train, "val": data.val, "test": data.test}[split]
-    if chosen is None:
+    loader = {"train": data.train, "val": data.val, "test": data.test}[split]
+    if loader is None:
         raise ConfigError("eval.split", split, f"the checkpoint's run had no validation split "
                           f"(data.val_fraction={stored.data.val_fraction}); use test or train")
-    # in order and in evaluation-sized batches: for val/test exactly the batches the training run scored
-    loader = TensorLoader(chosen.x, chosen.y, stored.data.eval_batch_size)
-    model = _restore_model(stored, data.info, state, path, device)
-    loss_fn = build(stored.loss, "loss")
+    loader.augment = None  # the training split as it is, not augmented copies (val/test never are)
+    model, loss_fn = _restore_model(stored, data.info, state, path, device)
 
     # loss and accuracy by the very function the training run's test used, so the numbers agree
     metrics = evaluate(model, loader, loss_fn, device, amp_dtype, split)
-    outputs = _forward(model, (x for x, _ in loader), device, amp_dtype)
-    target = loader.y.cpu()
+    targets = []
+
+    def inputs():  # outputs and targets from the same pass: the train split comes shuffled
+        for x, y in loader:
+            targets.append(y.cpu())
+            yield x
+
+    outputs = _forward(model, inputs(), device, amp_dtype)
+    target = torch.cat(targets)
     result = {"checkpoint": str(path), "epoch": state.get("epoch"), "split": split, "samples": len(target),
               "task": data.info.task, "metrics": metrics}
 
@@ -325,7 +334,7 @@ def run_predict(cfg: DictConfig, run_dir: Path) -> None:
     names, x = load_inputs(cfg.predict.inputs, info.in_shape)  # before building: fail fast on bad inputs
     x = (x - mean) / std  # the training split's statistics, as build_data normalised the training data
     device, amp_dtype = _runtime(cfg)
-    model = _restore_model(stored, info, state, path, device)
+    model, _ = _restore_model(stored, info, state, path, device)
     outputs = _forward(model, x.split(stored.data.eval_batch_size), device, amp_dtype)
 
     csv_path = run_dir / "predictions.csv"

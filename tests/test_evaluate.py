@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import dlrun.data
-from conftest import make_cfg, read_summary, run_dlrun
+from conftest import TINY, make_cfg, read_summary, run_dlrun
 from dlrun.data import idx
 from dlrun.data.source import Source
 from dlrun.errors import CheckpointError, ConfigError, DataError
@@ -191,6 +191,29 @@ def test_eval_of_a_regression_run_gives_mae_rmse_r2(tmp_path, monkeypatch):
     Image.new("L", (4, 4)).save(tmp_path / "a.png")
     with pytest.raises(DataError, match=r"takes inputs of shape \[4\], not 1- or 3-channel images"):
         run_predict(make_cfg("task=predict", f"ckpt_path={ckpt}", f"predict.inputs={tmp_path / 'a.png'}"), tmp_path)
+
+
+def test_single_output_binary_classifier(tmp_path):
+    """loss=bce gives the model one output (its width comes from the loss): eval and predict rebuild it so."""
+    from dlrun.data import synthetic
+
+    train(make_cfg(*TINY, "data.num_classes=2", "loss=bce", "model=mlp", "model.hidden=[16]"), tmp_path / "train")
+    ckpt = tmp_path / "train" / "checkpoints" / "last.pt"
+    weights = [v for k, v in torch.load(ckpt, weights_only=True)["model"].items() if k.endswith("weight")]
+    assert weights[-1].shape[0] == 1  # one output unit
+    summary = read_summary(tmp_path / "train")
+    run_eval(eval_cfg(ckpt), tmp_path)
+    result = json.loads((tmp_path / "eval.json").read_text())
+    for key in ("test/loss", "test/acc"):
+        assert result["metrics"][key] == pytest.approx(summary["test"][key], abs=1e-6)
+    assert np.array(result["confusion_matrix"]).shape == (2, 2) and len(result["per_class"]) == 2
+    src = synthetic.load((1, 16, 16), 2, 256, 0.5, 42)  # the run's data: TINY's shape and size, seed 42
+    np.save(tmp_path / "x.npy", src.test_x)
+    run_predict(make_cfg("task=predict", f"ckpt_path={ckpt}", f"predict.inputs={tmp_path / 'x.npy'}"), tmp_path)
+    with open(tmp_path / "predictions.csv") as f:
+        top1 = [row["top1"] for row in csv.DictReader(f)]
+    accuracy = np.mean([t == src.class_names[y] for t, y in zip(top1, src.test_y)])
+    assert accuracy == pytest.approx(result["metrics"]["test/acc"])
 
 
 # -- errors ---------------------------------------------------------------------------------------------
