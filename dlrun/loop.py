@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from dlrun.callbacks.base import order_callbacks
 from dlrun.device import autocast, grad_scaler
 from dlrun.errors import DlrunError
 from dlrun.metrics import EpochMetrics, improved, mode_for
@@ -56,7 +57,7 @@ class Loop:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
         self.data, self.device, self.amp_dtype = data, device, amp_dtype
-        self.callbacks = callbacks
+        self.callbacks = order_callbacks(callbacks)
         self.penalty = penalty  # regularization: () -> weight penalty added to the training loss, or None
         self.scaler = grad_scaler(device, amp_dtype)
         self.monitor = cfg.monitor

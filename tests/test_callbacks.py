@@ -75,11 +75,13 @@ def test_on_exception_sees_the_failure(tiny_cfg, tmp_path):
     assert seen == ["NonFiniteLossError"]
 
 
-def test_checkpoints_run_after_the_other_callbacks(tiny_cfg):
-    cfg = tiny_cfg("callbacks=[default,early_stopping]", "+callbacks.mine._target_=dlrun.callbacks.Callback")
-    names = list(build_callbacks(cfg.callbacks))
-    assert names[-1] == "model_checkpoint" and set(names) == {"model_checkpoint", "tensorboard", "early_stopping", "mine"}
-    assert isinstance(build_callbacks(cfg.callbacks)["model_checkpoint"], ModelCheckpoint)
+def test_progress_runs_first_and_checkpoints_last(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("trainer.num_threads=1", "callbacks=[model_checkpoint,tensorboard,early_stopping]",
+                   "+callbacks.mine._target_=dlrun.callbacks.Callback", "trainer.progress=plain")
+    assert list(build_callbacks(cfg.callbacks)) == ["model_checkpoint", "tensorboard", "early_stopping", "mine"]
+    loop = build_loop(cfg, tmp_path)
+    assert list(loop.callbacks) == ["progress", "tensorboard", "early_stopping", "mine", "model_checkpoint"]
+    assert isinstance(loop.callbacks["model_checkpoint"], ModelCheckpoint)
 
 
 def test_bad_callback_configs_are_one_line_config_errors(tiny_cfg):

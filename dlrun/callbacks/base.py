@@ -9,6 +9,10 @@ from __future__ import annotations
 
 
 class Callback:
+    # where the loop calls it among the others (stable sort): progress -100 (its epoch line comes first),
+    # checkpoints 100 (they save the state after every other callback's update for the epoch)
+    order: int = 0
+
     def on_fit_start(self, loop) -> None: ...
 
     def on_epoch_start(self, loop) -> None: ...
@@ -50,9 +54,9 @@ def build_callbacks(cfg) -> dict[str, Callback]:
         if not isinstance(cb, Callback):
             raise ConfigError(f"callbacks.{name}", node.get("_target_"), "must be a dlrun.callbacks.Callback subclass")
         callbacks[name] = cb
-    # checkpoints last (as Lightning does): the state they capture at an epoch's end then holds the
-    # other callbacks' updates for that epoch (early stopping's counters, its stop request)
-    from dlrun.callbacks.checkpoint import ModelCheckpoint
+    return callbacks
 
-    last = [n for n, cb in callbacks.items() if isinstance(cb, ModelCheckpoint)]
-    return {**{n: cb for n, cb in callbacks.items() if n not in last}, **{n: callbacks[n] for n in last}}
+
+def order_callbacks(callbacks: dict) -> dict:
+    """The loop's calling order: by `order`, otherwise as configured (Lightning also runs checkpoints last)."""
+    return dict(sorted(callbacks.items(), key=lambda item: getattr(item[1], "order", 0)))

@@ -25,6 +25,7 @@ KEY = "callbacks.model_checkpoint"
 
 
 class ModelCheckpoint(Callback):
+    order = 100  # after the other callbacks: see on_epoch_end
     def __init__(self, monitor: str | None = None, mode: str | None = None, save_top_k: int = 0,
                  save_last: bool = True, save_best: bool = True, every_n_epochs: int = 1,
                  filename: str = "epoch={epoch:03d}-{monitor}={value:.4f}", dirname: str = "checkpoints"):
@@ -80,7 +81,7 @@ class ModelCheckpoint(Callback):
         return name, dropped
 
     def on_epoch_end(self, loop, metrics: dict) -> None:
-        # runs after the other callbacks (build_callbacks puts it last), so the state it captures
+        # runs after the other callbacks (order = 100), so the state it captures
         # holds their updates for this epoch, and a stop they asked for is known here
         last_epoch = loop.epoch >= loop.cfg.trainer.max_epochs or loop.stop_reason is not None
         if not (loop.epoch % self.every_n_epochs == 0 or last_epoch):

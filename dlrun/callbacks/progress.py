@@ -17,6 +17,7 @@ def epoch_line(loop, metrics: dict) -> str:
 
 
 class PlainProgress(Callback):
+    order = -100  # the epoch's line comes before what other callbacks log about that epoch
     def on_epoch_end(self, loop, metrics: dict) -> None:
         log.info(epoch_line(loop, metrics))
 
