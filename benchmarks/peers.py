@@ -4,9 +4,11 @@ The same model class (dlrun's LeNet-5 or ResNet-20, built from dlrun/conf/model/
 Fashion-MNIST training/validation split, batch size, epochs and torch threads, through:
 
   bare         (b) a bare PyTorch loop over in-memory tensors: index-sliced batches (the limit)
-  dlrun        (a) `python -m dlrun` with its defaults on: metrics.jsonl, checkpoints, TensorBoard, progress lines
-  dlrun_aug    (a) + data.augment=[crop,flip]
-  dlrun_compile(a) + trainer.compile=true
+  dlrun        (a) `python -m dlrun` with its defaults on: metrics.jsonl, checkpoints, TensorBoard (scalars,
+               histograms, images, confusion matrix every epoch), progress lines
+  dlrun_scalars(a') the same with TensorBoard scalars only (histograms_every_n_epochs=0, images_every_n_epochs=0)
+  dlrun_aug    (a') + data.augment=[crop,flip]
+  dlrun_compile(a') + trainer.compile=true
   loader       (c) a bare loop over torchvision's FashionMNIST dataset + DataLoader + per-sample transforms
   lightning    (d) PyTorch Lightning with the model in a LightningModule and the DataLoader of (c)
   keras        (e) Keras 3 on the torch backend, the model in a TorchModuleWrapper, `fit` on in-memory arrays
@@ -40,9 +42,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ["bare", "dlrun", "dlrun_aug", "dlrun_compile", "loader", "lightning", "keras"]
-LABELS = {"bare": "(b) bare loop, in-memory tensors", "dlrun": "(a) dlrun", "dlrun_aug": "(a) dlrun + crop,flip",
-          "dlrun_compile": "(a) dlrun + trainer.compile", "loader": "(c) bare loop + DataLoader/transforms",
+VARIANTS = ["bare", "dlrun", "dlrun_scalars", "dlrun_aug", "dlrun_compile", "loader", "lightning", "keras"]
+# TensorBoard scalars only: no per-epoch histograms, images and confusion-matrix figure
+SCALARS = ["callbacks.tensorboard.histograms_every_n_epochs=0", "callbacks.tensorboard.images_every_n_epochs=0"]
+LABELS = {"bare": "(b) bare loop, in-memory tensors", "dlrun": "(a) dlrun, default callbacks",
+          "dlrun_scalars": "(a) dlrun, TensorBoard scalars only", "dlrun_aug": "(a') + crop,flip",
+          "dlrun_compile": "(a') + trainer.compile", "loader": "(c) bare loop + DataLoader/transforms",
           "lightning": "(d) Lightning + DataLoader", "lightning_tensors": "Lightning over in-memory tensors",
           "keras": "(e) Keras 3 (torch) fit"}
 SEED = 42  # dlrun's default seed: the same validation split everywhere
@@ -50,7 +55,7 @@ SEED = 42  # dlrun's default seed: the same validation split everywhere
 
 # -- what every child reports ---------------------------------------------------------------------------
 class Clock:
-    """Epoch boundaries and the first optimizer step, written as JSON when the run ends."""
+    """Epoch boundaries and the end of the first optimizer step, written as JSON when the run ends."""
 
     def __init__(self, path: str):
         self.path, self.t0 = path, float(os.environ["BENCH_T0"])
@@ -83,7 +88,7 @@ class BenchTimer(Callback):
     def on_epoch_start(self, loop):
         self.clock.mark()
 
-    def on_before_optimizer_step(self, loop):
+    def on_batch_end(self, loop, i, loss):
         self.clock.step()
 
     def on_train_end(self, loop):
@@ -166,8 +171,8 @@ def run_bare(a, clock):
             loss = loss_fn(model(xt[idx]), yt[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            clock.step()
             opt.step()
+            clock.step()
         model.eval()
         with torch.no_grad():
             for i in range(0, len(xv), 1024):
@@ -193,8 +198,8 @@ def run_loader(a, clock):
             loss = loss_fn(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            clock.step()
             opt.step()
+            clock.step()
         model.eval()
         with torch.no_grad():
             for x, y in val_dl:
@@ -239,7 +244,7 @@ def run_lightning(a, clock, in_memory: bool = False):
         def on_train_epoch_start(self, trainer, module):
             clock.mark()
 
-        def on_before_optimizer_step(self, trainer, module, optimizer):
+        def on_train_batch_end(self, trainer, module, outputs, batch, i):
             clock.step()
 
     trainer = L.Trainer(max_epochs=a.epochs, accelerator="cpu", devices=1, callbacks=[Timer()],
@@ -288,8 +293,8 @@ def command(variant: str, a, out: Path, workdir: Path) -> tuple[list[str], dict]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "KERAS_BACKEND": "torch",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     if variant.startswith("dlrun"):
-        extra = {"dlrun": [], "dlrun_aug": ["data.augment=[crop,flip]", "data.crop_padding=2"],
-                 "dlrun_compile": ["trainer.compile=true"]}[variant]
+        extra = {"dlrun": [], "dlrun_scalars": SCALARS, "dlrun_aug": [*SCALARS, "data.augment=[crop,flip]",
+                 "data.crop_padding=2"], "dlrun_compile": [*SCALARS, "trainer.compile=true"]}[variant]
         cmd = [sys.executable, "-m", "dlrun", f"model={a.model}", "data=fashion_mnist",
                f"data.root={ROOT / 'data'}", f"data.batch_size={a.batch}", f"trainer.max_epochs={a.epochs}",
                f"trainer.num_threads={a.threads}", "trainer.progress=plain", f"hydra.run.dir={workdir}",
