@@ -84,3 +84,19 @@ def test_parameter_memory_follows_the_dtype():
     model = LeNet5((1, 16, 16), 3).double()
     assert summarize(model, (1, 16, 16)).param_bytes == 8 * sum(p.numel() for p in model.parameters())
     assert next(model.parameters()).dtype == torch.float64
+
+
+def test_summary_builds_the_network_training_would_build():
+    from omegaconf import OmegaConf
+
+    from dlrun.console import console
+    from dlrun.summary import run
+
+    # bce on two classes asks for one output; regularizer=dropout switches the MLP's dropout on
+    cfg = make_cfg("task=summary", "model=mlp", "model.hidden=[8]", "data=logic_gate", "loss=bce", "regularizer=dropout")
+    OmegaConf.set_struct(cfg, False)
+    with console.capture() as captured:
+        total = run(cfg, None)
+    out = captured.get()
+    assert total == (2 + 1) * 8 + (8 + 1) * 1
+    assert "(Dropout)" in out and "(None, 1)" in out
