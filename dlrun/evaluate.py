@@ -107,15 +107,12 @@ def classification_report(target, pred, class_names: list[str]) -> dict:
     return {"per_class": per_class, "averages": averages}
 
 
-def regression_metrics(target, output, prefix: str) -> dict[str, float]:
-    """MAE, RMSE and R² (averaged over targets when there are several), in the units given."""
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+def r2(target, output) -> float:
+    """Coefficient of determination 1 - SS_res / SS_tot (averaged over targets when there are several)."""
+    from sklearn.metrics import r2_score
 
     target = np.asarray(target, dtype=np.float64)
-    output = np.asarray(output, dtype=np.float64).reshape(target.shape)
-    return {f"{prefix}/mae": float(mean_absolute_error(target, output)),
-            f"{prefix}/rmse": float(np.sqrt(mean_squared_error(target, output))),
-            f"{prefix}/r2": float(r2_score(target, output))}
+    return float(r2_score(target, np.asarray(output, dtype=np.float64).reshape(target.shape)))
 
 
 def to_target_units(values: torch.Tensor, info: DataInfo) -> torch.Tensor:
@@ -159,7 +156,7 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> float | None:
     model, loss_fn = _restore_model(stored, data.info, state, path, device)
 
     # loss and accuracy by the very function the training run's test used, so the numbers agree
-    metrics = evaluate(model, loader, loss_fn, device, amp_dtype, split)
+    metrics = evaluate(model, loader, loss_fn, device, amp_dtype, split, data.info.target_std)
     targets = []
 
     def inputs():  # outputs and targets from the same pass: the train split comes shuffled
@@ -173,9 +170,8 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> float | None:
               "task": data.info.task, "metrics": metrics}
 
     if data.info.task == "regression":
-        metrics.pop(f"{split}/acc", None)  # no classes to count
-        # in the targets' own units (the loop's MAE/RMSE, when it reports them, agree), plus R²
-        metrics.update(regression_metrics(to_target_units(target, data.info), to_target_units(outputs, data.info), split))
+        # loss, MAE and RMSE (targets' units) came from evaluate, as in training; R² is scale-free
+        metrics[f"{split}/r2"] = r2(target, outputs)
         write_json(run_dir / "eval.json", result)
         _log_to_tensorboard(run_dir / "tb", None, metrics, step=int(state.get("epoch") or 0))
         _print_metrics(result)

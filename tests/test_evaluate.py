@@ -14,7 +14,7 @@ from conftest import TINY, make_cfg, read_summary, run_dlrun
 from dlrun.data import idx
 from dlrun.data.source import Source
 from dlrun.errors import CheckpointError, ConfigError, DataError
-from dlrun.evaluate import classification_report, regression_metrics, run_eval, run_predict, topk_accuracy
+from dlrun.evaluate import classification_report, r2, run_eval, run_predict, topk_accuracy
 from dlrun.plots import confusion_matrix
 from dlrun.records import read_jsonl
 from dlrun.tasks import train
@@ -144,38 +144,36 @@ def test_topk_accuracy_by_hand():
     assert topk_accuracy(scores, target, 3) == 1.0
 
 
-def test_regression_metrics_by_hand():
-    m = regression_metrics(np.array([1.0, 2.0, 3.0, 4.0]), np.array([[1.0], [2.0], [3.0], [5.0]]), "test")
-    # errors 0, 0, 0, 1: MAE 1/4, MSE 1/4 -> RMSE 1/2; SS_tot = 2.25+0.25+0.25+2.25 = 5 -> R² = 1 - 1/5
-    assert m == pytest.approx({"test/mae": 0.25, "test/rmse": 0.5, "test/r2": 0.8})
+def test_r2_by_hand():
+    # errors 0, 0, 0, 1: SS_res = 1; mean 2.5, SS_tot = 2.25+0.25+0.25+2.25 = 5 -> R² = 1 - 1/5
+    assert r2(np.array([1.0, 2.0, 3.0, 4.0]), np.array([[1.0], [2.0], [3.0], [5.0]])) == pytest.approx(0.8)
+    assert r2(np.array([1.0, 2.0, 3.0, 4.0]), np.full(4, 2.5)) == pytest.approx(0.0)  # the mean scores 0
 
 
 def from_config(cfg, seed):
-    """A toy regression source (y = 2 * mean of the features + 1), registered under data.name=toy_regression."""
+    """A toy regression source (y = 5 * mean of 4 features + 3: std 2.5), registered as data.name=toy_regression."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(320, 4)).astype(np.float32)
-    y = (2 * x.mean(axis=1, keepdims=True) + 1).astype(np.float32)
+    y = (5 * x.mean(axis=1, keepdims=True) + 3).astype(np.float32)
     return Source(x[:256], y[:256], x[256:], y[256:], [], task="regression")
 
 
 def test_eval_of_a_regression_run_gives_mae_rmse_r2(tmp_path, monkeypatch):
     monkeypatch.setitem(dlrun.data.SOURCES, "toy_regression", __name__)
     cfg = make_cfg("data=synthetic", "data.name=toy_regression", "model=mlp", "model.hidden=[16]",
-                   "loss._target_=torch.nn.MSELoss", "~loss.label_smoothing", "monitor=val/loss",
+                   "loss=mse", "monitor=val/loss",
                    "trainer.max_epochs=8", "trainer.progress=none", "optimizer.lr=0.01")
     train(cfg, tmp_path / "train")
     summary = read_summary(tmp_path / "train")
     run_eval(eval_cfg(tmp_path / "train" / "checkpoints" / "last.pt"), tmp_path)
     metrics = json.loads((tmp_path / "eval.json").read_text())["metrics"]
     assert set(metrics) == {"test/loss", "test/mae", "test/rmse", "test/r2"}
-    assert metrics["test/loss"] == pytest.approx(summary["test"]["test/loss"], abs=1e-6)
-    # the MSE loss is RMSE² in the units the loss saw (targets standardised with target_std when build_data does)
-    target_std = (torch.load(tmp_path / "train" / "checkpoints" / "last.pt", weights_only=True)["data_info"]
-                  .get("target_std") or [1.0])[0]
-    assert metrics["test/rmse"] ** 2 == pytest.approx(metrics["test/loss"] * target_std**2, rel=1e-5)
-    for key in ("test/mae", "test/rmse"):  # the training loop's own figures, where it reports them
-        if key in summary["test"]:
-            assert metrics[key] == pytest.approx(summary["test"][key], rel=1e-5)
+    for key in ("test/loss", "test/mae", "test/rmse"):  # the training run's own test figures
+        assert metrics[key] == pytest.approx(summary["test"][key], abs=1e-6)
+    # the MSE loss saw standardised targets; RMSE is in the targets' units: RMSE² = loss · target_std²
+    target_std = torch.load(tmp_path / "train" / "checkpoints" / "last.pt", weights_only=True)["data_info"]["target_std"]
+    assert target_std[0] == pytest.approx(2.5, abs=0.5)
+    assert metrics["test/rmse"] ** 2 == pytest.approx(metrics["test/loss"] * target_std[0] ** 2, rel=1e-5)
     assert metrics["test/r2"] > 0.5
     assert not (tmp_path / "confusion_matrix.png").exists()
 
@@ -186,7 +184,10 @@ def test_eval_of_a_regression_run_gives_mae_rmse_r2(tmp_path, monkeypatch):
     run_predict(make_cfg("task=predict", f"ckpt_path={ckpt}", f"predict.inputs={tmp_path / 'x.npy'}"), tmp_path)
     with open(tmp_path / "predictions.csv") as f:
         predicted = np.array([float(row["output_0"]) for row in csv.DictReader(f)])
-    assert np.abs(predicted - src.test_y[:, 0]).mean() == pytest.approx(metrics["test/mae"], rel=1e-4)
+    truth = src.test_y[:, 0]
+    assert np.abs(predicted - truth).mean() == pytest.approx(metrics["test/mae"], rel=1e-4)
+    r2_by_hand = 1 - ((predicted - truth) ** 2).sum() / ((truth - truth.mean()) ** 2).sum()
+    assert r2_by_hand == pytest.approx(metrics["test/r2"], abs=1e-4)
     # and a feature-vector model refuses image files with a clear message
     Image.new("L", (4, 4)).save(tmp_path / "a.png")
     with pytest.raises(DataError, match=r"takes inputs of shape \[4\], not 1- or 3-channel images"):
