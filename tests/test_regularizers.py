@@ -86,7 +86,8 @@ def test_bad_strength_is_rejected_before_training():
 def _near_zero_fraction(tiny_cfg, tmp_path, *overrides):
     tmp_path.mkdir()
     loop = build_loop(tiny_cfg("model=mlp", "model.hidden=[32]", "callbacks=none", "optimizer=sgd",
-                               "optimizer.lr=0.1", "scheduler=none", "trainer.max_epochs=4", "data.batch_size=16", *overrides), tmp_path)
+                               "optimizer.lr=0.1", "scheduler=none", "trainer.max_epochs=4", "data.batch_size=16", "trainer.num_threads=1",
+                               *overrides), tmp_path)
     loop.fit()
     w = torch.cat([m.weight.detach().flatten() for m in loop.model if isinstance(m, nn.Linear)])
     return (w.abs() < 1e-3).float().mean().item(), loop
