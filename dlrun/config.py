@@ -65,6 +65,7 @@ class TrainerConfig:
     accumulate_grad_batches: int = 1
     devices: int = 1  # >1: DDP over N processes through torch's elastic launcher (torchrun)
     sync_batchnorm: bool = False  # DDP: batch-norm statistics over the global batch
+    unfreeze_at_epoch: int = 0  # model.freeze: the frozen layers train too from this epoch (1-based) on; 0 = never
 
 
 @dataclass
@@ -189,6 +190,7 @@ def validate(cfg: DictConfig) -> None:
     if dropout is not None:
         _check(0.0 <= dropout < 1.0, "model.dropout", dropout, "a probability in [0, 1)")
     _validate_components(cfg)
+    _validate_transfer(cfg)
     if cfg.task in ("eval", "predict"):
         _check(cfg.ckpt_path is not None, "ckpt_path", None, f"task={cfg.task} needs ckpt_path=PATH")
     _check(cfg.eval.split in SPLITS, "eval.split", cfg.eval.split, f"one of {', '.join(SPLITS)}")
@@ -201,7 +203,6 @@ def validate(cfg: DictConfig) -> None:
         _validate_landscape(cfg.landscape)
     elif cfg.landscape is not None:  # `dlrun landscape=bowl` alone would silently train the default network
         raise ConfigError("task", cfg.task, "landscape=... is chosen: add task=landscape (or drop landscape=)")
-
 
 
 def _validate_components(cfg) -> None:
@@ -221,6 +222,27 @@ def _validate_components(cfg) -> None:
             v = node.get(field_name) if isinstance(node, DictConfig) else None
             if v is not None:
                 _check(_number(v) and rule(v), f"regularizer.{name}.{field_name}", v, text)
+
+
+def _validate_transfer(cfg) -> None:
+    """model.pretrained / model.freeze / optimizer.head_lr_mult / trainer.unfreeze_at_epoch (dlrun/transfer.py)."""
+    freeze = OmegaConf.select(cfg, "model.freeze")
+    if freeze is not None:
+        _check(freeze in ("none", "backbone") or (isinstance(freeze, int) and not isinstance(freeze, bool)
+                                                  and freeze >= 0),
+               "model.freeze", freeze, "none, backbone or a number of leading parameterised layers")
+    pretrained = OmegaConf.select(cfg, "model.pretrained")
+    _check(pretrained is None or isinstance(pretrained, str), "model.pretrained", pretrained,
+           "a checkpoint or state_dict file, or torchvision:<Weights enum>.<entry>")
+    mult = OmegaConf.select(cfg, "optimizer.head_lr_mult")
+    if mult is not None:
+        _check(_number(mult) and mult > 0, "optimizer.head_lr_mult", mult, "a number > 0 (the head's lr = lr * mult)")
+    n = cfg.trainer.unfreeze_at_epoch
+    _check(n >= 0, "trainer.unfreeze_at_epoch", n, "an integer >= 0 (0 = never)")
+    if n:
+        _check(freeze not in (None, "none", 0), "trainer.unfreeze_at_epoch", n, "needs frozen layers: model.freeze=backbone or N")
+        _check(cfg.trainer.devices == 1, "trainer.unfreeze_at_epoch", n,
+               "a single process (DistributedDataParallel fixes its parameters when it starts)")
 
 
 def _number(v) -> bool:

@@ -49,6 +49,8 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     from dlrun.nn.initializers import initialize
     from dlrun.nn.losses import build_loss, model_info
     from dlrun.nn.regularizers import apply_model_options, build_penalty
+    from dlrun.callbacks.unfreeze import Unfreeze
+    from dlrun.transfer import build_optimizer
 
     from dlrun.sweep import threads_per_job
 
@@ -67,17 +69,19 @@ def build_loop(cfg: DictConfig, run_dir: Path):
         raise ConfigError("data.augment", list(cfg.data.augment), "mixup and cutmix make class-probability targets, "
                           "which need loss=cross_entropy (or sparse_cce)")
     apply_model_options(cfg)  # regularizer=dropout / batchnorm switch the model's options on
-    model = build_model(cfg.model, model_info(loss_fn, data.info)).to(device)
-    if cfg.initializer:  # empty: PyTorch's default initialisation
-        initialize(model, build(cfg.initializer, "initializer"))
+    # empty initializer: PyTorch's default initialisation; it runs before model.pretrained loads its weights
+    init = (lambda m, f=build(cfg.initializer, "initializer"): initialize(m, f)) if cfg.initializer else None
+    model = build_model(cfg.model, model_info(loss_fn, data.info), init=init).to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if t.compile:  # in place: the module, its parameter names and its checkpoints stay the plain ones
         model.compile()
-    optimizer = build(cfg.optimizer, "optimizer")(model.parameters())
+    optimizer = build_optimizer(cfg.optimizer, model)  # trainable parameters only (model.freeze)
     scheduler = build(cfg.scheduler, "scheduler")(optimizer) if cfg.scheduler else None
     penalty = build_penalty(cfg, model)
     callbacks = build_callbacks(cfg.callbacks)
+    if t.unfreeze_at_epoch:
+        callbacks["unfreeze"] = Unfreeze(t.unfreeze_at_epoch)
     if (progress := make_progress(t.progress)) is not None:
         callbacks["progress"] = progress
     return Loop(cfg=cfg, run_dir=run_dir, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
@@ -105,6 +109,8 @@ def train(cfg: DictConfig, run_dir: Path):
 
     loop = build_loop(cfg, run_dir)
     if state is not None:
+        if state.get("callbacks", {}).get("unfreeze", {}).get("done") and "unfreeze" in loop.callbacks:
+            loop.callbacks["unfreeze"].apply(loop)  # the saved optimizer already holds the unfrozen group
         checkpoint.restore(loop, state, resume_path)
         log.info("resumed from %s at epoch %d, step %d", resume_path, loop.epoch, loop.step)
     n_params = sum(p.numel() for p in loop.model.parameters())

@@ -76,6 +76,32 @@ def _to_float(x: np.ndarray) -> torch.Tensor:
     return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
 
 
+def _select_classes(classes, x, y, test_x, test_y, names):
+    """Only the samples of `classes`, relabelled 0..k-1 in the given order, with their names."""
+    classes = [int(c) for c in classes]
+    if len(set(classes)) != len(classes) or not all(0 <= c < len(names) for c in classes):
+        raise ConfigError("data.classes", classes, f"distinct class indices in 0..{len(names) - 1}")
+    relabel = torch.full((len(names),), -1, dtype=torch.long)
+    relabel[classes] = torch.arange(len(classes))
+    keep, keep_test = relabel[y.long()] >= 0, relabel[test_y.long()] >= 0
+    return (x[keep], relabel[y[keep].long()], test_x[keep_test], relabel[test_y[keep_test].long()],
+            [names[c] for c in classes])
+
+
+def _balanced_subset(y: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    """`limit` indices drawn at random (seeded), as equal a number from each class as the data allows."""
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    ys = y[order].long()
+    # the rank of each sample within its class in the random order: taking the lowest ranks first
+    # takes one sample of every class before a second one of any
+    ranks = torch.empty_like(ys)
+    for c in ys.unique():
+        where = (ys == c).nonzero().squeeze(1)
+        ranks[where] = torch.arange(len(where))
+    pick = torch.argsort(ranks * len(ys) + torch.arange(len(ys)), stable=True)[:limit]
+    return order[pick.sort().values]
+
+
 def build_data(cfg, device: torch.device, seed: int, channels_last: bool = False) -> DataSplits:
     module = source_module(cfg)
     if hasattr(module, "build_splits"):  # too big for memory: the source streams its own loaders
@@ -83,8 +109,13 @@ def build_data(cfg, device: torch.device, seed: int, channels_last: bool = False
     src = module.from_config(cfg, seed)
     x, y = _to_float(src.train_x), torch.from_numpy(np.array(src.train_y))
     test_x, test_y = _to_float(src.test_x), torch.from_numpy(np.array(src.test_y))
-    if cfg.limit:
-        x, y = x[: cfg.limit], y[: cfg.limit]
+    class_names = list(src.class_names)
+    if cfg.classes:  # e.g. transfer learning: pretrain on some classes, fine-tune on the others
+        x, y, test_x, test_y, class_names = _select_classes(cfg.classes, x, y, test_x, test_y, class_names)
+    if cfg.limit:  # a few labelled samples: a seeded subset, balanced over the classes
+        keep = _balanced_subset(y, cfg.limit, seed) if src.task == "classification" else \
+            torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[: cfg.limit]
+        x, y = x[keep], y[keep]
 
     # seeded split, independent of the training seed's other uses
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
@@ -102,8 +133,8 @@ def build_data(cfg, device: torch.device, seed: int, channels_last: bool = False
     fmt = torch.channels_last if channels_last and x.dim() == 4 else torch.contiguous_format
     norm = lambda t: ((t - mean) / std).to(device).contiguous(memory_format=fmt)
 
-    n_out = len(src.class_names) if src.task == "classification" else (y.shape[1] if y.dim() > 1 else 1)
-    info = DataInfo(tuple(x.shape[1:]), n_out, list(src.class_names), src.task)
+    n_out = len(class_names) if src.task == "classification" else (y.shape[1] if y.dim() > 1 else 1)
+    info = DataInfo(tuple(x.shape[1:]), n_out, class_names, src.task)
     if src.task == "regression":  # targets standardised with training statistics too: losses see unit scale
         y, test_y = y.float().view(len(y), -1), test_y.float().view(len(test_y), -1)
         y_mean, y_std = y[train_idx].mean(dim=0), y[train_idx].std(dim=0).clamp_min(1e-8)

@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 
-def build_model(cfg, info):
-    """Instantiate `cfg.model` (a `_target_` config) with the data's input shape and class count."""
-    from dlrun.config import build
+def build_model(cfg, info, init=None, pretrained: bool = True):
+    """Instantiate `cfg.model` (a `_target_` config) with the data's input shape and class count.
 
-    return build(cfg, "model", in_shape=tuple(info.in_shape), num_classes=info.num_classes)
+    dlrun's own keys of the model node (`pretrained`, `freeze`: dlrun/transfer.py) are applied after the
+    model is built: `init` (a function of the model, the initializer group) first, so that it sets only
+    what the pretrained file does not replace. `pretrained=False` skips the file (a checkpoint follows).
+    """
+    from dlrun.config import build
+    from dlrun.transfer import freeze, load_pretrained, split_model_node
+
+    node, spec, frozen = split_model_node(cfg)
+    model = build(node, "model", in_shape=tuple(info.in_shape), num_classes=info.num_classes)
+    if init is not None:
+        init(model)
+    if spec and pretrained:
+        load_pretrained(model, spec, class_names=getattr(info, "class_names", None))
+    freeze(model, frozen)
+    return model
