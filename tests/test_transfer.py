@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from urllib.parse import urlparse
 
 import pytest
 import torch
 
-from conftest import TINY, make_cfg, run_dlrun
+from conftest import TINY, make_cfg
 from dlrun import checkpoint
 from dlrun.callbacks.base import Callback
 from dlrun.data import DataInfo, build_data
@@ -201,14 +202,14 @@ def test_a_corrupt_or_mismatched_file_is_one_clear_error(tmp_path, content, mess
         _built(path)
 
 
-def test_a_mismatched_file_on_the_command_line_is_one_error_line(tmp_path):
+def test_a_mismatched_file_in_a_run_is_one_error_line(tmp_path, caplog):
     path = tmp_path / "w.pt"
     torch.save({"fc.weight": torch.zeros(4, 256)}, path)
-    proc = run_dlrun(*FAST, f"+model.pretrained={path}", f"hydra.run.dir={tmp_path}/run")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 2 and "Traceback" not in out
-    errors = [line for line in out.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "does not fit LeNet5" in errors[0], out
+    code, _ = execute(make_cfg(*FAST, f"+model.pretrained={path}"), tmp_path)
+    errors = [r.getMessage() for r in caplog.records if r.getMessage().startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "does not fit LeNet5" in errors[0], errors
+    assert not (tmp_path / "metrics.jsonl").exists()
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
 
 
 @pytest.mark.parametrize("override, key", [
