@@ -12,12 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
-from dlrun.errors import CheckpointError
+from dlrun.config import plain_config
+from dlrun.errors import EXIT_FAILED, CheckpointError
 from dlrun.records import atomic_write
 
 FORMAT = "dlrun-checkpoint/1"
+
+
+class CheckpointSaveError(CheckpointError):
+    """The run trained but could not save: a run failure (exit 1), not a usage error."""
+
+    exit_code = EXIT_FAILED
 
 
 def _rng_state() -> dict:
@@ -62,7 +68,7 @@ def capture(loop) -> dict:
         "best": loop.best,
         "callbacks": {name: cb.state_dict() for name, cb in loop.callbacks.items()},
         "rng": _rng_state(),
-        "config": OmegaConf.to_container(loop.cfg, resolve=True),
+        "config": plain_config(loop.cfg),  # resolved, environment secrets replaced
         # what task=predict needs to rebuild the model and prepare inputs without loading the dataset
         "data_info": {**dataclasses.asdict(loop.data.info), "in_shape": list(loop.data.info.in_shape)},
         "data_stats": {"mean": loop.data.mean, "std": loop.data.std} if loop.data.mean is not None else None,
@@ -70,8 +76,13 @@ def capture(loop) -> dict:
 
 
 def save(state: dict, path: Path) -> None:
-    """Atomic: a crash during the write leaves the previous file under `path` intact."""
-    atomic_write(Path(path), lambda f: torch.save(state, f))
+    """Atomic: a crash, a full disk or a permission error during the write leaves the previous file
+    under `path` intact, and is reported as one clear error."""
+    try:
+        atomic_write(Path(path), lambda f: torch.save(state, f))
+    except OSError as e:
+        raise CheckpointSaveError(f"could not write checkpoint {path}: {e.strerror or e}; "
+                                  "the previous checkpoint under that name is kept") from None
 
 
 def load(path: str | Path) -> dict:

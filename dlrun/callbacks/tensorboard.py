@@ -25,7 +25,7 @@ import numbers
 import warnings
 
 import torch
-from omegaconf import OmegaConf
+from dlrun.config import plain_config
 
 from dlrun.callbacks.base import Callback
 from dlrun.checkpoint import unwrap
@@ -50,7 +50,7 @@ def flat_hparams(cfg) -> dict:
             elif isinstance(value, list):
                 flat[name] = str(value)
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    walk(plain_config(cfg), "")
     return {k: v for k, v in flat.items() if not k.startswith("hydra")}
 
 
