@@ -14,6 +14,15 @@ from dlrun.errors import ConfigError
 from dlrun.models.perceptron import Perceptron, PerceptronCriterion, linearly_separable
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small tensors: on a busy 2-core machine a second intra-op thread makes a forward pass ~100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def sgd_step(model, x, y, lr, optimizer=None):
     optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=lr)
     loss = PerceptronCriterion()(model(x), y)
@@ -103,7 +112,8 @@ def test_linear_separability_of_the_gates():
 
 
 def test_perceptron_and_reaches_100_percent_and_prints_its_weights(tmp_path):
-    proc = run_dlrun("experiment=perceptron_and", "trainer.progress=none", f"hydra.run.dir={tmp_path}/run")
+    proc = run_dlrun("experiment=perceptron_and", "trainer.progress=none", "trainer.num_threads=1",
+                     f"hydra.run.dir={tmp_path}/run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = read_summary(tmp_path / "run")
     assert summary["test"]["test/acc"] == 1.0
