@@ -128,7 +128,7 @@ def run_stamp() -> str:
 
 def _short_tag(overrides: str) -> str:
     """A folder-safe, bounded rendering of the command-line overrides."""
-    tag = re.sub(r"[^A-Za-z0-9=,.+-]+", "_", overrides)[:60]
+    tag = re.sub(r"[^A-Za-z0-9.+-]+", "_", overrides)[:60]  # no = or , : the path stays a valid override value
     return f"_{tag}" if tag else ""
 
 

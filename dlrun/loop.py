@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from dlrun import distributed
 from dlrun.callbacks.base import order_callbacks
 from dlrun.device import autocast, grad_scaler
 from dlrun.errors import DlrunError
@@ -70,12 +71,21 @@ class Loop:
         self.best: dict | None = None
         self.stop_reason: str | None = None  # "stopped_early" | "interrupted"
         self.resumed_from: str | None = None
+        self.is_main = distributed.is_main()
 
     # -- callbacks ---------------------------------------------------------------------------------
     def request_stop(self, reason: str = "stopped_early") -> None:
         """Ask the loop to stop after the current batch (interrupted) or epoch (stopped_early)."""
         if self.stop_reason != "interrupted":
             self.stop_reason = reason
+
+    def _interrupted(self) -> bool:
+        """Under DDP the processes agree, so that all stop at the same batch (none waits for the others)."""
+        if distributed.world_size() > 1:
+            flag = distributed.all_reduce_sum([float(self.stop_reason == "interrupted")], self.device)[0]
+            if flag:
+                self.stop_reason = "interrupted"
+        return self.stop_reason == "interrupted"
 
     def _call(self, hook: str, *args) -> None:
         for cb in self.callbacks.values():
@@ -98,7 +108,7 @@ class Loop:
             objective = loss if penalty is None else loss + penalty
             if not torch.isfinite(objective):
                 raise NonFiniteLossError(objective.item(), self.step + 1, self.epoch + 1)
-            self.scaler.scale(objective / accumulate).backward()
+            self.scaler.scale(objective * (getattr(loader, "batch_weight", 1.0) / accumulate)).backward()
             if (i + 1) % accumulate == 0 or i + 1 == n_batches:
                 if t.gradient_clip_val > 0:
                     self.scaler.unscale_(opt)
@@ -112,7 +122,7 @@ class Loop:
             self.batch_in_epoch = i + 1
             self._call("on_batch_end", i, loss)
             # stop on an optimizer step: gradients accumulated in between are not in a checkpoint
-            if self.stop_reason == "interrupted" and (i + 1) % accumulate == 0:
+            if (i + 1) % accumulate == 0 and self._interrupted():
                 return False
             if i + 1 >= n_batches:
                 break
@@ -125,7 +135,7 @@ class Loop:
             row.update(evaluate(self.model, self.data.val, self.loss_fn, self.device, self.amp_dtype, "val",
                                 self.data.info.target_std))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
-        row["samples_per_s"] = self.train_sums.count / max(train_time, 1e-9)
+        row["samples_per_s"] = self.train_sums.global_count / max(train_time, 1e-9)
         self.train_sums = EpochMetrics(self.device, self.data.info.target_std)
         self.batch_in_epoch = 0
         value = row.get(self.monitor)
@@ -136,10 +146,13 @@ class Loop:
     # -- the whole run -------------------------------------------------------------------------------
     def fit(self) -> dict:
         max_epochs = self.cfg.trainer.max_epochs
-        metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", keep_epochs_before=self.epoch if self.resumed_from else None)
-        if self.resumed_from and not metrics_log.path.exists():  # continued in a new folder: carry the history over
-            for row in self.history:
-                metrics_log.write(row)
+        metrics_log = None
+        if self.is_main:  # under DDP only rank 0 writes files
+            metrics_log = MetricsLog(self.run_dir / "metrics.jsonl",
+                                     keep_epochs_before=self.epoch if self.resumed_from else None)
+            if self.resumed_from and not metrics_log.path.exists():  # continued in a new folder: carry the history
+                for row in self.history:
+                    metrics_log.write(row)
         started = time.perf_counter()
         status, error, test, throughput = "completed", None, {}, []
         try:
@@ -158,7 +171,8 @@ class Loop:
                     row["time_s"] = time.perf_counter() - t0
                     throughput.append(row["samples_per_s"])
                     self.history.append(row)
-                    metrics_log.write(row)
+                    if metrics_log is not None:
+                        metrics_log.write(row)
                     self._call("on_epoch_end", row)
                 if self.stop_reason != "interrupted":
                     self._call("on_train_end")
@@ -187,7 +201,8 @@ class Loop:
             try:
                 self._call("on_fit_end", summary)
             finally:
-                write_json(self.run_dir / "summary.json", summary)
+                if self.is_main:
+                    write_json(self.run_dir / "summary.json", summary)
         return summary
 
 

@@ -68,16 +68,23 @@ class EpochMetrics:
         self.count += n
 
     def compute(self, prefix: str) -> dict[str, float]:
-        n = max(self.count, 1)
-        out = {f"{prefix}/loss": self.loss_sum.item() / n}
+        """Named means; under DDP the sums of all processes first (so every rank logs the global numbers)."""
+        from dlrun.distributed import all_reduce_sum
+
+        loss_sum, correct, abs_err, sq_err, penalty_sum, count, values = all_reduce_sum(
+            [self.loss_sum.item(), self.correct.item(), self.abs_err.item(), self.sq_err.item(),
+             self.penalty_sum.item(), self.count, self.values], self.loss_sum.device)
+        self.global_count = int(count)
+        n = max(count, 1)
+        out = {f"{prefix}/loss": loss_sum / n}
         if self.regression:
-            v = max(self.values, 1)
-            out[f"{prefix}/mae"] = self.abs_err.item() / v
-            out[f"{prefix}/rmse"] = (self.sq_err.item() / v) ** 0.5
+            v = max(values, 1)
+            out[f"{prefix}/mae"] = abs_err / v
+            out[f"{prefix}/rmse"] = (sq_err / v) ** 0.5
         else:
-            out[f"{prefix}/acc"] = self.correct.item() / n
+            out[f"{prefix}/acc"] = correct / n
         if self.has_penalty:
-            out[f"{prefix}/penalty"] = self.penalty_sum.item() / n
+            out[f"{prefix}/penalty"] = penalty_sum / n
         return out
 
     def state_dict(self) -> dict:

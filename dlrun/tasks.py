@@ -52,6 +52,7 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     from dlrun.callbacks.unfreeze import Unfreeze
     from dlrun.transfer import build_optimizer
 
+    from dlrun import distributed
     from dlrun.sweep import threads_per_job
 
     t = cfg.trainer
@@ -59,8 +60,21 @@ def build_loop(cfg: DictConfig, run_dir: Path):
         torch.set_num_threads(threads)
     seed_everything(cfg.seed, t.deterministic)
     device = select_device(t.device)
+    ddp = distributed.launched_by_torchrun()
+    if ddp:  # one process of a DDP run: join the group, take this rank's GPU
+        distributed.init(device.type)
+        if device.type == "cuda":
+            device = torch.device("cuda", distributed.local_rank())
+            torch.cuda.set_device(device)
     amp_dtype = autocast_dtype(str(t.precision), device)
     data = build_data(cfg.data, device, cfg.seed, channels_last=t.channels_last)
+    if ddp:
+        for loader in (data.train, data.val, data.test):
+            if loader is not None and not hasattr(loader, "shard"):
+                raise ConfigError("trainer.devices", distributed.world_size(), "DDP runs on in-memory datasets "
+                                  f"(data={cfg.data.name} streams from files)")
+            if loader is not None:
+                loader.shard(distributed.rank(), distributed.world_size())
     if data.info.task == "regression" and cfg.monitor.endswith("/acc"):
         raise ConfigError("monitor", cfg.monitor, "regression data has no accuracy: val/loss, val/mae or val/rmse")
     loss_fn = build_loss(cfg.loss, data.info)  # fails here when the loss does not fit the data
@@ -74,23 +88,34 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     model = build_model(cfg.model, model_info(loss_fn, data.info), init=init).to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    core = model  # the plain module: optimizer groups and penalties are found on it, checkpoints save it
+    if ddp:
+        if t.sync_batchnorm:
+            model = core = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if t.compile:  # in place: the module, its parameter names and its checkpoints stay the plain ones
         model.compile()
-    optimizer = build_optimizer(cfg.optimizer, model)  # trainable parameters only (model.freeze)
+    optimizer = build_optimizer(cfg.optimizer, core)  # trainable parameters only (model.freeze)
     scheduler = build(cfg.scheduler, "scheduler")(optimizer) if cfg.scheduler else None
-    penalty = build_penalty(cfg, model)
+    penalty = build_penalty(cfg, core)
     callbacks = build_callbacks(cfg.callbacks)
     if t.unfreeze_at_epoch:
         callbacks["unfreeze"] = Unfreeze(t.unfreeze_at_epoch)
     if (progress := make_progress(t.progress)) is not None:
         callbacks["progress"] = progress
+    if not distributed.is_main():  # other DDP ranks: no files, no terminal output, only callbacks that decide
+        callbacks = {name: cb for name, cb in callbacks.items() if getattr(cb, "all_ranks", False)}
+        logging.getLogger("dlrun").setLevel(logging.WARNING)
     return Loop(cfg=cfg, run_dir=run_dir, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
                 data=data, device=device, amp_dtype=amp_dtype, callbacks=callbacks, penalty=penalty)
 
 
 def train(cfg: DictConfig, run_dir: Path):
-    from dlrun import checkpoint, sweep
+    from dlrun import checkpoint, distributed, sweep
     from dlrun.report import print_run_summary
+
+    if cfg.trainer.devices > 1 and not distributed.launched_by_torchrun():
+        return _launch_ddp(cfg, run_dir)
 
     resume_path = cfg.ckpt_path
     if sweep.in_multirun() and not resume_path:  # the same sweep run again: skip, resume or retry the job
@@ -117,13 +142,33 @@ def train(cfg: DictConfig, run_dir: Path):
     import torch
 
     log.info("model %s (%s parameters) on %s (torch threads %d), data %s %s, run folder %s",
-             type(loop.model).__name__, f"{n_params:,}", loop.device, torch.get_num_threads(), cfg.data.name,
+             type(checkpoint.unwrap(loop.model)).__name__, f"{n_params:,}", loop.device, torch.get_num_threads(), cfg.data.name,
              list(loop.data.info.in_shape), run_dir)
     summary = loop.fit()
-    print_run_summary(summary)
+    if distributed.is_main():
+        print_run_summary(summary)
     if summary["status"] == "interrupted":
         raise SystemExit(EXIT_INTERRUPTED)
     return _objective(cfg, summary)
+
+
+def _launch_ddp(cfg: DictConfig, run_dir: Path) -> float:
+    """`trainer.devices=N`: the same command as N processes (torch's elastic launcher), one run folder."""
+    import json
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from dlrun import distributed
+
+    log.info("launching %d DDP processes (torch.distributed.run) into %s", cfg.trainer.devices, run_dir)
+    code = distributed.launch(cfg.trainer.devices, list(HydraConfig.get().overrides.task), str(run_dir))
+    summary_path = run_dir / "summary.json"
+    if code != 0 or not summary_path.is_file():
+        error = DlrunError(f"the {cfg.trainer.devices} DDP processes ended with exit code {code}; "
+                           f"their message is above and in {run_dir / 'dlrun.log'}")
+        error.exit_code = code or EXIT_FAILED
+        raise error
+    return _objective(cfg, json.loads(summary_path.read_text()))
 
 
 def _objective(cfg: DictConfig, summary: dict) -> float:

@@ -12,6 +12,9 @@ class Callback:
     # where the loop calls it among the others (stable sort): progress -100 (its epoch line comes first),
     # checkpoints 100 (they save the state after every other callback's update for the epoch)
     order: int = 0
+    # under DDP only rank 0 runs callbacks (files, terminal); one that changes the training itself
+    # (stopping, unfreezing, restoring weights) sets this so that every process does the same
+    all_ranks: bool = False
 
     def on_fit_start(self, loop) -> None: ...
 

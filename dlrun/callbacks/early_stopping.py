@@ -28,6 +28,8 @@ KEY = "callbacks.early_stopping"
 
 
 class EarlyStopping(Callback):
+    all_ranks = True  # every DDP process must stop / unfreeze at the same epoch
+
     def __init__(self, monitor: str | None = None, mode: str | None = None, min_delta: float = 0.0,
                  patience: int = 3, baseline: float | None = None, start_from_epoch: int = 0,
                  restore_best_weights: bool = False, stopping_threshold: float | None = None,

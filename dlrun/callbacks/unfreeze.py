@@ -14,6 +14,8 @@ log = logging.getLogger("dlrun")
 
 
 class Unfreeze(Callback):
+    all_ranks = True  # every DDP process must stop / unfreeze at the same epoch
+
     def __init__(self, epoch: int):
         self.epoch = epoch  # 1-based, as "epoch" in metrics.jsonl
         self.done = False

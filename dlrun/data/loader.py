@@ -20,6 +20,14 @@ class TensorLoader:
         self.seed = seed
         self.epoch = 0
         self.augment = augment  # dlrun.data.augment.Augment (training loader only) or None
+        self.rank, self.world = 0, 1  # DDP: this process's share of every batch (see shard)
+        self.batch_weight = 1.0  # DDP: the current batch's loss weight (see _slices)
+
+    def shard(self, rank: int, world: int) -> None:
+        """DistributedSampler semantics without a sampler: a training batch of `batch_size` (global) is
+        split across the `world` processes, so N processes step exactly like one process on the same
+        batches; an evaluation loader gives each process every `world`-th sample."""
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
@@ -45,12 +53,23 @@ class TensorLoader:
 
     def _slices(self, order, start: int):
         n, bs = len(self.x), self.batch_size
+        if order is None and self.world > 1:  # evaluation under DDP: every world-th sample, in order
+            order = torch.arange(self.rank, n, self.world, device=self.x.device)
+            n = len(order)
         for i in range(start * bs, n, bs):
             if order is None:
                 yield self.x[i : i + bs], self.y[i : i + bs]
-            else:
-                idx = order[i : i + bs]
-                yield self.x[idx], self.y[idx]
+                continue
+            idx = order[i : i + bs]
+            if self.world > 1 and self.shuffle:  # training under DDP: this rank's share of the global batch
+                if len(idx) < self.world:
+                    return  # a last batch too small to give every process a sample
+                share = idx[self.rank :: self.world]
+                # DDP averages the processes' mean losses; weighting each by its share of the batch makes
+                # that the mean over the global batch even when it does not split evenly (the last one)
+                self.batch_weight = len(share) * self.world / len(idx)
+                idx = share
+            yield self.x[idx], self.y[idx]
 
     def __iter__(self):
         return self.batches()
