@@ -144,6 +144,10 @@ def train(cfg: DictConfig, run_dir: Path):
     log.info("model %s (%s parameters) on %s (torch threads %d), data %s %s, run folder %s",
              type(checkpoint.unwrap(loop.model)).__name__, f"{n_params:,}", loop.device, torch.get_num_threads(), cfg.data.name,
              list(loop.data.info.in_shape), run_dir)
+    t = cfg.trainer
+    log.info("effective batch size %d (data.batch_size %d x trainer.accumulate_grad_batches %d), precision %s",
+             cfg.data.batch_size * t.accumulate_grad_batches, cfg.data.batch_size, t.accumulate_grad_batches,
+             t.precision)
     summary = loop.fit()
     if distributed.is_main():
         print_run_summary(summary)
