@@ -26,7 +26,7 @@ from dlrun.device import autocast, autocast_dtype, select_device
 from dlrun.errors import CheckpointError, ConfigError, DataError
 from dlrun.loop import evaluate
 from dlrun.metrics import predict_classes
-from dlrun.models import build_model
+from dlrun.models import build_model_and_loss
 from dlrun.records import write_json
 
 log = logging.getLogger("dlrun")
@@ -54,13 +54,9 @@ def _runtime(cfg: DictConfig) -> tuple[torch.device, torch.dtype | None]:
 
 
 def _restore_model(stored: DictConfig, info: DataInfo, state: dict, path, device):
-    """(model with the checkpoint's weights, loss), built as tasks.build_loop builds them: the loss decides
-    the output width (one output for bce/hinge on two classes); the stored model config already holds
-    the options the regularizer group switched on (apply_model_options writes them into the config)."""
-    from dlrun.nn.losses import build_loss, model_info
-
-    loss_fn = build_loss(stored.loss, info)
-    model = build_model(stored.model, model_info(loss_fn, info)).to(device)
+    """(model with the checkpoint's weights, loss), built from the stored config as training built them."""
+    model, loss_fn = build_model_and_loss(stored, info, pretrained=False)  # the checkpoint holds the weights
+    model = model.to(device)
     checkpoint.load_model_weights(model, state, path)
     return model.eval(), loss_fn
 

@@ -156,16 +156,11 @@ def print_summary(s: ModelSummary, title: str | None = None) -> None:
 
 def run(cfg, run_dir: Path):
     """task=summary: build the model for the data's shape and print its table; nothing is trained."""
-    from dlrun.models import build_model
-    from dlrun.nn.losses import build_loss, model_info
-    from dlrun.nn.regularizers import apply_model_options
+    from dlrun.models import build_model_and_loss
 
     torch.manual_seed(cfg.seed)
     info = data_info(cfg.data, cfg.seed)
-    # the network training would build: output width from the loss (one for bce), regularizer's options
-    loss_fn = build_loss(cfg.loss, info)
-    apply_model_options(cfg)
-    model = build_model(cfg.model, model_info(loss_fn, info))
+    model, _ = build_model_and_loss(cfg, info)  # the network training would build
     s = summarize(model, info.in_shape)
     kind = "classes" if info.task == "classification" else "targets"
     print_summary(s, title=f"Model: {s.model_name} for data={cfg.data.name} {list(info.in_shape)}, "

@@ -45,10 +45,9 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     from dlrun.data import build_data
     from dlrun.device import autocast_dtype, select_device
     from dlrun.loop import Loop
-    from dlrun.models import build_model
+    from dlrun.models import build_model_and_loss
     from dlrun.nn.initializers import initialize
-    from dlrun.nn.losses import build_loss, model_info
-    from dlrun.nn.regularizers import apply_model_options, build_penalty
+    from dlrun.nn.regularizers import build_penalty
     from dlrun.callbacks.unfreeze import Unfreeze
     from dlrun.transfer import build_optimizer
 
@@ -77,15 +76,14 @@ def build_loop(cfg: DictConfig, run_dir: Path):
                 loader.shard(distributed.rank(), distributed.world_size())
     if data.info.task == "regression" and cfg.monitor.endswith("/acc"):
         raise ConfigError("monitor", cfg.monitor, "regression data has no accuracy: val/loss, val/mae or val/rmse")
-    loss_fn = build_loss(cfg.loss, data.info)  # fails here when the loss does not fit the data
+    # empty initializer: PyTorch's default initialisation; it runs before model.pretrained loads its weights
+    init = (lambda m, f=build(cfg.initializer, "initializer"): initialize(m, f)) if cfg.initializer else None
+    model, loss_fn = build_model_and_loss(cfg, data.info, init=init)
+    model = model.to(device)
     augment = getattr(data.train, "augment", None)
     if augment is not None and augment.soft_targets and getattr(loss_fn, "target_form", None) != "index":
         raise ConfigError("data.augment", list(cfg.data.augment), "mixup and cutmix make class-probability targets, "
                           "which need loss=cross_entropy (or sparse_cce)")
-    apply_model_options(cfg)  # regularizer=dropout / batchnorm switch the model's options on
-    # empty initializer: PyTorch's default initialisation; it runs before model.pretrained loads its weights
-    init = (lambda m, f=build(cfg.initializer, "initializer"): initialize(m, f)) if cfg.initializer else None
-    model = build_model(cfg.model, model_info(loss_fn, data.info), init=init).to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     core = model  # the plain module: optimizer groups and penalties are found on it, checkpoints save it

@@ -21,3 +21,16 @@ def build_model(cfg, info, init=None, pretrained: bool = True):
         load_pretrained(model, spec, class_names=getattr(info, "class_names", None))
     freeze(model, frozen)
     return model
+
+
+def build_model_and_loss(cfg, info, init=None, pretrained: bool = True):
+    """(model, loss) as every task builds them (train, summary, eval, predict): the loss is checked against
+    the data first and fixes the output width (one output for bce/hinge on two classes); the regularizer
+    group may switch model options on (dropout, batchnorm) before the model is built."""
+    from dlrun.nn.losses import build_loss, model_info
+    from dlrun.nn.regularizers import apply_model_options
+
+    loss_fn = build_loss(cfg.loss, info)  # fails here when the loss does not fit the data
+    apply_model_options(cfg)
+    model = build_model(cfg.model, model_info(loss_fn, info), init=init, pretrained=pretrained)
+    return model, loss_fn
