@@ -61,9 +61,30 @@ def run_row(run: Path, root: Path | None = None) -> dict:
         f"best/{monitor}": best.get(monitor),
     }
     row.update(summary.get("test") or {})
+    row.update(_last_epoch_columns(run))
     row["time_s"] = summary.get("duration_s")
     row["error"] = summary.get("error") or ""
     return row
+
+
+def _last_epoch_columns(run: Path) -> dict:
+    """From the last line of metrics.jsonl: `gap` = train/acc - val/acc (overfitting), and the first and last
+    layers' gradient norms when the gradient_norms callback logged them (the vanishing gradient)."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    lines = path.read_text().splitlines()
+    try:
+        last = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:  # a run killed mid-line
+        return {}
+    cols = {}
+    if isinstance(last.get("train/acc"), (int, float)) and isinstance(last.get("val/acc"), (int, float)):
+        cols["gap"] = last["train/acc"] - last["val/acc"]
+    norms = [v for k, v in last.items() if k.startswith("grad_norm/")]
+    if norms:
+        cols["grad_norm/first"], cols["grad_norm/last"] = norms[0], norms[-1]
+    return cols
 
 
 def collect(folders) -> list[dict]:

@@ -38,6 +38,7 @@ class DataConfig:
     gate: str = "and"
     classes: Optional[List[int]] = None
     limit: Optional[int] = None
+    outliers: float = 0.0  # tabular regression: this fraction of TRAINING targets replaced by outliers (test clean)
     augment: List[str] = field(default_factory=list)  # training batches only, in this order: AUGMENTATIONS
     crop_padding: int = 4  # crop: pixels of zero padding before the random crop
     erase_p: float = 0.5  # erase: probability that an image gets a rectangle erased
@@ -165,6 +166,7 @@ def validate(cfg: DictConfig) -> None:
     _check(d.eval_batch_size >= 1, "data.eval_batch_size", d.eval_batch_size, "an integer >= 1")
     _check(0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "a fraction in [0, 1)")
     _check(d.size >= 1, "data.size", d.size, "an integer >= 1")
+    _check(0.0 <= d.outliers < 1.0, "data.outliers", d.outliers, "a fraction in [0, 1)")
     _check(d.num_classes >= 1, "data.num_classes", d.num_classes, "an integer >= 1")
     _check(all(a in AUGMENTATIONS for a in d.augment), "data.augment", list(d.augment),
            f"a list of {', '.join(AUGMENTATIONS)} (e.g. data.augment=[crop,flip])")

@@ -171,9 +171,9 @@ class Loop:
                     row["time_s"] = time.perf_counter() - t0
                     throughput.append(row["samples_per_s"])
                     self.history.append(row)
-                    if metrics_log is not None:
-                        metrics_log.write(row)
                     self._call("on_epoch_end", row)
+                    if metrics_log is not None:  # after the callbacks: the keys they add (grad_norm/...) land too
+                        metrics_log.write(row)
                 if self.stop_reason != "interrupted":
                     self._call("on_train_end")
                     test = evaluate(self.model, self.data.test, self.loss_fn, self.device, self.amp_dtype, "test",

@@ -25,7 +25,24 @@ def _load(name: str):
 
 
 def from_config(cfg, seed: int) -> Source:
-    return load(cfg.name, cfg.test_fraction)
+    source = load(cfg.name, cfg.test_fraction)
+    if cfg.get("outliers", 0.0):
+        if source.task != "regression":
+            from dlrun.errors import ConfigError
+
+            raise ConfigError("data.outliers", cfg.outliers, "0 for classification (regression data: data=diabetes)")
+        source.train_y[:] = with_outliers(source.train_y, cfg.outliers)
+    return source
+
+
+def with_outliers(y: np.ndarray, fraction: float, scale: float = 10.0) -> np.ndarray:
+    """A copy of regression targets with round(fraction * n) of them (fixed seed: every run of a sweep sees
+    the same ones) moved `scale` standard deviations up: gross label errors, all on one side, so that they
+    pull a squared loss's fit away from the clean majority."""
+    y = y.copy()
+    rows = np.random.default_rng(SPLIT_SEED).choice(len(y), size=round(fraction * len(y)), replace=False)
+    y[rows] += scale * y.std()
+    return y
 
 
 def load(name: str, test_fraction: float = 0.2) -> Source:
