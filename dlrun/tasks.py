@@ -80,6 +80,9 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     init = (lambda m, f=build(cfg.initializer, "initializer"): initialize(m, f)) if cfg.initializer else None
     model, loss_fn = build_model_and_loss(cfg, data.info, init=init)
     model = model.to(device)
+    if cfg.data.batch_size < 2 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise ConfigError("data.batch_size", cfg.data.batch_size, "at least 2 for a model with batch norm "
+                          "(it normalises over the batch)")
     augment = getattr(data.train, "augment", None)
     if augment is not None and augment.soft_targets and getattr(loss_fn, "target_form", None) != "index":
         raise ConfigError("data.augment", list(cfg.data.augment), "mixup and cutmix make class-probability targets, "

@@ -63,11 +63,11 @@ def test_missing_everywhere_names_all_three_ways(tmp_path, monkeypatch):
 
 
 def test_loader_shuffles_by_seed_and_epoch_and_resumes_mid_epoch():
-    x, y = torch.arange(10).float()[:, None], torch.arange(10)
+    x, y = torch.arange(11).float()[:, None], torch.arange(11)
     loader = TensorLoader(x, y, batch_size=3, shuffle=True, seed=1)
     assert len(loader) == 4
     epoch0 = [b[1].tolist() for b in loader]
-    assert sorted(sum(epoch0, [])) == list(range(10))
+    assert sorted(sum(epoch0, [])) == list(range(11))
     assert [b[1].tolist() for b in loader] == epoch0  # same epoch, same order
     loader.set_epoch(1)
     epoch1 = [b[1].tolist() for b in loader]
@@ -82,3 +82,20 @@ def test_split_and_normalisation_use_training_statistics(tiny_cfg):
     assert data.train.num_samples + data.val.num_samples == 256
     assert abs(data.train.x.mean().item()) < 1e-4 and abs(data.train.x.std().item() - 1) < 1e-3
     assert data.info.in_shape == (1, 16, 16) and data.info.num_classes == 4
+
+
+def test_training_skips_a_last_batch_of_one_sample_only():
+    x, y = torch.arange(9).float()[:, None], torch.arange(9)
+    train = TensorLoader(x, y, batch_size=4, shuffle=True)
+    assert len(train) == 2 and [len(b[1]) for b in train] == [4, 4]  # 9 = 4 + 4 + 1: the 1 is skipped
+    assert [len(b[1]) for b in TensorLoader(x, y, batch_size=4)] == [4, 4, 1]  # evaluation sees every sample
+    assert [len(b[1]) for b in TensorLoader(x[:1], y[:1], batch_size=4, shuffle=True)] == [1]
+    assert len(TensorLoader(x[:6], y[:6], batch_size=4, shuffle=True)) == 2
+
+
+def test_batch_norm_with_batches_of_one_is_a_config_error(tiny_cfg, tmp_path):
+    from dlrun.errors import ConfigError
+    from dlrun.tasks import build_loop
+
+    with pytest.raises(ConfigError, match="data.batch_size=1 .*batch norm"):
+        build_loop(tiny_cfg("model=mlp", "model.batchnorm=true", "data.batch_size=1"), tmp_path)

@@ -23,7 +23,7 @@ def options(group):
     return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml")) + ["no_such_option"]
 
 
-HEAVY = {"alexnet", "vgg", "resnet"}  # full-size nets take a minute each here; tests/test_zoo.py covers them small
+HEAVY = {"alexnet", "vgg", "resnet", "torchvision"}  # full-size nets take a minute each here; tests/test_zoo.py covers them small
 
 VALUES = {
     "model": [m for m in options("model") if m not in HEAVY],

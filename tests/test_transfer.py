@@ -29,7 +29,7 @@ def _lenet(in_shape=GREY, n=4, seed=0, **kw):
 
 def _built(path, in_shape=GREY, n=4, names=None, seed=1, *more):
     """build_model as a run does it, with model.pretrained=path."""
-    cfg = make_cfg("model=lenet", f"+model.pretrained={path}", *more)
+    cfg = make_cfg("model=lenet", f"model.pretrained={path}", *more)
     torch.manual_seed(seed)
     return build_model(cfg.model, DataInfo(in_shape, n, names or [str(i) for i in range(n)]))
 
@@ -61,7 +61,7 @@ def test_a_checkpoint_for_other_classes_of_the_same_count_gets_a_new_head(tmp_pa
 
 
 def test_frozen_parameters_stay_bit_exact_and_get_no_optimizer_state(tmp_path):
-    cfg = make_cfg(*FAST, "model.batchnorm=true", "+model.freeze=backbone")
+    cfg = make_cfg(*FAST, "model.batchnorm=true", "model.freeze=backbone")
     loop = build_loop(cfg, tmp_path)
     model = loop.model
     frozen = [n for n, m in model.named_modules() if getattr(m, "dlrun_frozen", False)]
@@ -85,7 +85,7 @@ def test_frozen_parameters_stay_bit_exact_and_get_no_optimizer_state(tmp_path):
 def test_freeze_n_leading_layers_and_the_summary_marks_them():
     from dlrun.summary import summarize
 
-    cfg = make_cfg("model=lenet", "+model.freeze=2")
+    cfg = make_cfg("model=lenet", "model.freeze=2")
     model = build_model(cfg.model, DataInfo(GREY, 4, list("abcd")))
     rows = {r.name: r for r in summarize(model, GREY).rows if r.params}
     assert [n for n, r in rows.items() if r.trainable == 0] == ["features.0", "features.3"]
@@ -104,7 +104,7 @@ def test_head_lr_mult_puts_the_head_in_its_own_group():
 def test_unfreeze_at_epoch_adds_the_layers_to_the_optimizer_and_resumes(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    cfg = make_cfg(*FAST, "+model.freeze=backbone", "trainer.unfreeze_at_epoch=2", "trainer.max_epochs=2",
+    cfg = make_cfg(*FAST, "model.freeze=backbone", "trainer.unfreeze_at_epoch=2", "trainer.max_epochs=2",
                    "callbacks=default", "~callbacks.tensorboard")
     loop = build_loop(cfg, run_dir)
     conv = loop.model.features[0].weight
@@ -122,7 +122,7 @@ def test_unfreeze_at_epoch_adds_the_layers_to_the_optimizer_and_resumes(tmp_path
     assert len(groups) == 2 and any(p is conv for p in groups[1]["params"])
     assert groups[1]["lr"] == pytest.approx(groups[0]["lr"])  # the new group follows the cosine schedule
     # a resumed run rebuilds the unfrozen group before the saved optimizer state is put back
-    code, _ = execute(make_cfg(*FAST, "+model.freeze=backbone", "trainer.unfreeze_at_epoch=2", "trainer.max_epochs=3",
+    code, _ = execute(make_cfg(*FAST, "model.freeze=backbone", "trainer.unfreeze_at_epoch=2", "trainer.max_epochs=3",
                                "callbacks=default", "~callbacks.tensorboard", "trainer.resume=true"), run_dir)
     assert code == 0
     assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["epoch"] == 3
@@ -205,7 +205,7 @@ def test_a_corrupt_or_mismatched_file_is_one_clear_error(tmp_path, content, mess
 def test_a_mismatched_file_in_a_run_is_one_error_line(tmp_path, caplog):
     path = tmp_path / "w.pt"
     torch.save({"fc.weight": torch.zeros(4, 256)}, path)
-    code, _ = execute(make_cfg(*FAST, f"+model.pretrained={path}"), tmp_path)
+    code, _ = execute(make_cfg(*FAST, f"model.pretrained={path}"), tmp_path)
     errors = [r.getMessage() for r in caplog.records if r.getMessage().startswith("error:")]
     assert code == 2 and len(errors) == 1 and "does not fit LeNet5" in errors[0], errors
     assert not (tmp_path / "metrics.jsonl").exists()
@@ -213,7 +213,7 @@ def test_a_mismatched_file_in_a_run_is_one_error_line(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("override, key", [
-    ("+model.freeze=some", "model.freeze=some"),
+    ("model.freeze=some", "model.freeze=some"),
     ("trainer.unfreeze_at_epoch=2", "trainer.unfreeze_at_epoch=2"),
     ("+optimizer.head_lr_mult=-1", "optimizer.head_lr_mult=-1"),
 ])
@@ -225,7 +225,7 @@ def test_bad_transfer_options_are_config_errors(tmp_path, override, key):
 
 
 def test_freezing_every_layer_is_refused():
-    cfg = make_cfg("model=lenet", "+model.freeze=5")
+    cfg = make_cfg("model=lenet", "model.freeze=5")
     with pytest.raises(ConfigError, match="model.freeze=5"):
         build_model(cfg.model, DataInfo(GREY, 4, list("abcd")))
 

@@ -30,7 +30,10 @@ class TensorLoader:
         self.rank, self.world = rank, world
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        full, rest = divmod(len(self.x), self.batch_size)
+        # training skips a last batch of ONE sample: batch norm cannot train on it (torch raises)
+        skip_last = self.shuffle and full > 0 and rest == 1
+        return full + (1 if rest and not skip_last else 0)
 
     @property
     def num_samples(self) -> int:
@@ -57,6 +60,8 @@ class TensorLoader:
             order = torch.arange(self.rank, n, self.world, device=self.x.device)
             n = len(order)
         for i in range(start * bs, n, bs):
+            if self.shuffle and n - i == 1 and i > 0:
+                return  # see __len__
             if order is None:
                 yield self.x[i : i + bs], self.y[i : i + bs]
                 continue
