@@ -38,6 +38,18 @@ def read_summary(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process tests run tiny tensors: a second intra-op thread only adds overhead (and on a busy 2-core
+    machine makes a forward pass ~100x slower). Subprocess runs keep torch's default."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_cfg():
     return lambda *more: make_cfg(*TINY, *more)

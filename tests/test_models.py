@@ -8,15 +8,6 @@ from dlrun.models.lenet import LeNet5
 from dlrun.models.mlp import MLP
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: on a busy 2-core machine a second intra-op thread makes a forward pass ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_lenet_first_convolution_matches_the_notes():
     model = LeNet5((1, 28, 28), 10)
     conv = model.features[0]

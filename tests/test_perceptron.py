@@ -9,18 +9,11 @@ from conftest import make_cfg, read_summary, run_dlrun
 from omegaconf import OmegaConf
 
 from dlrun.config import build
+from dlrun.data import DataInfo
 from dlrun.data.logic_gate import GATES, ROWS
 from dlrun.errors import ConfigError
+from dlrun.models import build_model
 from dlrun.models.perceptron import Perceptron, PerceptronCriterion, linearly_separable
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: on a busy 2-core machine a second intra-op thread makes a forward pass ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def sgd_step(model, x, y, lr, optimizer=None):
@@ -74,7 +67,7 @@ def test_step_output_and_loss_value():
 
 def test_the_experiments_optimizer_performs_the_rule():
     cfg = make_cfg("experiment=perceptron_and")
-    model = build(cfg.model, "model", in_shape=(2,), num_classes=2)
+    model = build_model(cfg.model, DataInfo((2,), 2, ["0", "1"]))
     optimizer = build(cfg.optimizer, "optimizer")(model.parameters())
     x, y = torch.tensor([[0.3, -0.8]]), torch.tensor([1])
     sgd_step(model, x, y, lr=None, optimizer=optimizer)  # zero weights: yhat = 0, so w = alpha * x

@@ -1,8 +1,6 @@
 """Bad input never crashes, faults never lose a finished result (issue 10)."""
 
 import ast
-import json
-import os
 from pathlib import Path
 
 import pytest

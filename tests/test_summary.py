@@ -10,15 +10,6 @@ from dlrun.models.resnet import ResNet
 from dlrun.summary import data_info, summarize
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: on a busy 2-core machine a second intra-op thread makes a forward pass ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_lenet_rows_follow_the_notes():
     s = summarize(LeNet5((1, 28, 28), 10), (1, 28, 28))
     conv1 = s.rows[0]

@@ -6,7 +6,6 @@ so a resumed run sees exactly the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import math
 
 import torch
 
