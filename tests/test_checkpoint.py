@@ -93,7 +93,7 @@ def test_a_crash_during_save_leaves_the_previous_file_intact(tmp_path, monkeypat
         raise OSError("No space left on device")
 
     monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(checkpoint.CheckpointSaveError, match="No space left on device.*previous checkpoint"):
         checkpoint.save({"model": {"w": torch.zeros(3)}, "epoch": 2}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # the temp file is gone
