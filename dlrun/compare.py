@@ -51,6 +51,8 @@ def run_row(run: Path, root: Path | None = None) -> dict:
     summary = json.loads((run / "summary.json").read_text())
     monitor = _monitor(run, summary)
     best = summary.get("best") or {}
+    if "landscape" in summary:  # task=landscape: steps, not epochs; the lowest loss reached is the result
+        monitor, best = "landscape/loss", {"landscape/loss": summary["landscape"].get("best_loss")}
     row = {
         "run": str(run.relative_to(root)) if root and run != root and run.is_relative_to(root) else str(run),
         "overrides": " ".join(_overrides(run)),
@@ -61,7 +63,12 @@ def run_row(run: Path, root: Path | None = None) -> dict:
         f"best/{monitor}": best.get(monitor),
     }
     row.update(summary.get("test") or {})
-    row.update(_last_epoch_columns(run))
+    if "landscape" in summary:
+        ls = summary["landscape"]
+        row.update({"steps": ls.get("steps"), "steps_to_eps": ls.get("steps_to_eps"),
+                    "final_x": (ls.get("final") or {}).get("x"), "final_y": (ls.get("final") or {}).get("y")})
+    else:
+        row.update(_last_epoch_columns(run))
     row["time_s"] = summary.get("duration_s")
     row["error"] = summary.get("error") or ""
     return row

@@ -136,3 +136,17 @@ def test_compare_finds_runs_sorts_filters_and_formats(tmp_path):
     assert out.count("\n") == 3 and "optimizer=adam" in out and "optimizer=sgd" not in out
     bad = subprocess.run([sys.executable, "-m", "dlrun.compare", str(tmp_path / "nope")], capture_output=True, text=True)
     assert bad.returncode == 2 and "no such folder" in bad.stderr
+
+
+def test_landscape_runs_compare_by_their_lowest_loss(tmp_path):
+    from dlrun.compare import collect, sort_rows
+
+    for opt, lr in (("sgd", "0.001"), ("adam", "0.05")):
+        proc = run_dlrun("task=landscape", "landscape=bowl", f"optimizer={opt}", f"optimizer.lr={lr}",
+                         "landscape.steps=50", f"hydra.run.dir={tmp_path}/{opt}")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = sort_rows(collect([tmp_path]))
+    assert [r["monitor"] for r in rows] == ["landscape/loss"] * 2
+    losses = [r["best/landscape/loss"] for r in rows]
+    assert losses == sorted(losses) and all(isinstance(v, float) for v in losses)  # lowest first
+    assert rows[0]["steps"] == 50 and "final_x" in rows[0]
