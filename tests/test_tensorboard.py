@@ -20,7 +20,9 @@ def lenet_run(tmp_path_factory):
     from conftest import TINY, make_cfg
 
     run_dir = tmp_path_factory.mktemp("tb_run")
-    loop = build_loop(make_cfg(*TINY, *FAST, "callbacks.tensorboard.log_graph=true", "optimizer.lr=0.003"), run_dir)
+    loop = build_loop(make_cfg(*TINY, *FAST, "callbacks.tensorboard.log_graph=true", "optimizer.lr=0.003",
+                               "callbacks.tensorboard.histograms_every_n_epochs=1",
+                               "callbacks.tensorboard.images_every_n_epochs=1"), run_dir)
     summary = loop.fit()
     return run_dir, summary, events(run_dir)
 
