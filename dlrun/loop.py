@@ -148,6 +148,7 @@ class Loop:
         max_epochs = self.cfg.trainer.max_epochs
         metrics_log = None
         if self.is_main:  # under DDP only rank 0 writes files
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             metrics_log = MetricsLog(self.run_dir / "metrics.jsonl",
                                      keep_epochs_before=self.epoch if self.resumed_from else None)
             if self.resumed_from and not metrics_log.path.exists():  # continued in a new folder: carry the history
