@@ -53,6 +53,47 @@ def init(device_type: str) -> None:
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
 
 
+def join(device):
+    """Join the process group and return this rank's device (its own GPU on CUDA)."""
+    import torch
+
+    init(device.type)
+    if device.type != "cuda":
+        return device
+    device = torch.device("cuda", local_rank())
+    torch.cuda.set_device(device)
+    return device
+
+
+def shard(data, name: str) -> None:
+    """Give this rank its share of every split (dlrun.data.loader.TensorLoader.shard)."""
+    from dlrun.errors import ConfigError
+
+    for loader in (data.train, data.val, data.test):
+        if loader is None:
+            continue
+        if not hasattr(loader, "shard"):
+            raise ConfigError("trainer.devices", world_size(), f"DDP runs on in-memory datasets (data={name} streams "
+                              "from files)")
+        loader.shard(rank(), world_size())
+
+
+def wrap(model, device):
+    """DistributedDataParallel around the model: gradients are averaged over the ranks in backward()."""
+    import torch
+
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def quiet_rank(callbacks: dict) -> dict:
+    """Ranks other than 0: no files, no terminal output; only the callbacks that change the training
+    (stopping, unfreezing, restoring weights) run, so that every process does the same."""
+    import logging
+
+    logging.getLogger("dlrun").setLevel(logging.WARNING)
+    return {name: cb for name, cb in callbacks.items() if getattr(cb, "all_ranks", False)}
+
+
 def agree_on_run_stamp() -> None:
     """All ranks must write into ONE run folder, but each process's clock and token differ: rank 0
     picks the stamp and the others take it (through the process group they will train with)."""

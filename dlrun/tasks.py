@@ -39,8 +39,10 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     """Everything a run needs, built from the config in dependency order: device, data, model, ..."""
     import torch
 
+    from dlrun import distributed
     from dlrun.callbacks.base import build_callbacks
     from dlrun.callbacks.progress import make_progress
+    from dlrun.callbacks.unfreeze import Unfreeze
     from dlrun.config import build
     from dlrun.data import build_data
     from dlrun.device import autocast_dtype, select_device
@@ -48,32 +50,19 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     from dlrun.models import build_model_and_loss
     from dlrun.nn.initializers import initialize
     from dlrun.nn.regularizers import build_penalty
-    from dlrun.callbacks.unfreeze import Unfreeze
-    from dlrun.transfer import build_optimizer
-
-    from dlrun import distributed
     from dlrun.sweep import threads_per_job
+    from dlrun.transfer import build_optimizer
 
     t = cfg.trainer
     if threads := t.num_threads or threads_per_job():
         torch.set_num_threads(threads)
     seed_everything(cfg.seed, t.deterministic)
-    device = select_device(t.device)
     ddp = distributed.launched_by_torchrun()
-    if ddp:  # one process of a DDP run: join the group, take this rank's GPU
-        distributed.init(device.type)
-        if device.type == "cuda":
-            device = torch.device("cuda", distributed.local_rank())
-            torch.cuda.set_device(device)
+    device = distributed.join(select_device(t.device)) if ddp else select_device(t.device)
     amp_dtype = autocast_dtype(str(t.precision), device)
     data = build_data(cfg.data, device, cfg.seed, channels_last=t.channels_last)
     if ddp:
-        for loader in (data.train, data.val, data.test):
-            if loader is not None and not hasattr(loader, "shard"):
-                raise ConfigError("trainer.devices", distributed.world_size(), "DDP runs on in-memory datasets "
-                                  f"(data={cfg.data.name} streams from files)")
-            if loader is not None:
-                loader.shard(distributed.rank(), distributed.world_size())
+        distributed.shard(data, cfg.data.name)
     if data.info.task == "regression" and cfg.monitor.endswith("/acc"):
         raise ConfigError("monitor", cfg.monitor, "regression data has no accuracy: val/loss, val/mae or val/rmse")
     # empty initializer: PyTorch's default initialisation; it runs before model.pretrained loads its weights
@@ -89,11 +78,11 @@ def build_loop(cfg: DictConfig, run_dir: Path):
                           "which need loss=cross_entropy (or sparse_cce)")
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if ddp and t.sync_batchnorm:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     core = model  # the plain module: optimizer groups and penalties are found on it, checkpoints save it
     if ddp:
-        if t.sync_batchnorm:
-            model = core = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        model = distributed.wrap(model, device)
     if t.compile:  # in place: the module, its parameter names and its checkpoints stay the plain ones
         model.compile()
     optimizer = build_optimizer(cfg.optimizer, core)  # trainable parameters only (model.freeze)
@@ -104,9 +93,8 @@ def build_loop(cfg: DictConfig, run_dir: Path):
         callbacks["unfreeze"] = Unfreeze(t.unfreeze_at_epoch)
     if (progress := make_progress(t.progress)) is not None:
         callbacks["progress"] = progress
-    if not distributed.is_main():  # other DDP ranks: no files, no terminal output, only callbacks that decide
-        callbacks = {name: cb for name, cb in callbacks.items() if getattr(cb, "all_ranks", False)}
-        logging.getLogger("dlrun").setLevel(logging.WARNING)
+    if not distributed.is_main():
+        callbacks = distributed.quiet_rank(callbacks)
     return Loop(cfg=cfg, run_dir=run_dir, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
                 data=data, device=device, amp_dtype=amp_dtype, callbacks=callbacks, penalty=penalty)
 
