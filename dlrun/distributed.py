@@ -65,6 +65,15 @@ def join(device):
     return device
 
 
+def leave() -> None:
+    """Wait for every rank, then destroy the process group (no-op in a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard(data, name: str) -> None:
     """Give this rank its share of every split (dlrun.data.loader.TensorLoader.shard)."""
     from dlrun.errors import ConfigError

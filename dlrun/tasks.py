@@ -137,7 +137,8 @@ def train(cfg: DictConfig, run_dir: Path):
     log.info("effective batch size %d (data.batch_size %d x trainer.accumulate_grad_batches %d), precision %s",
              cfg.data.batch_size * t.accumulate_grad_batches, cfg.data.batch_size, t.accumulate_grad_batches,
              t.precision)
-    summary = loop.fit()
+    summary = loop.fit()  # on an exception, torchrun ends the other ranks
+    distributed.leave()  # DDP: leave the group cleanly (a gloo group left open can abort the exit)
     if distributed.is_main():
         print_run_summary(summary)
     if summary["status"] == "interrupted":
