@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlrun.data.source import Source
+from dlrun.data.source import Source, torchvision_download
 from dlrun.errors import DataError
 
 DATASETS = {
@@ -31,11 +31,7 @@ def _files(name: str, folder: Path) -> list[Path] | None:
 
 
 def _download(name: str, root: Path) -> None:
-    import torchvision.datasets as tvd
-
-    cls = getattr(tvd, DATASETS[name][0])
-    for train in (True, False):
-        cls(str(root), train=train, download=True)
+    torchvision_download(DATASETS[name][0], root)
 
 
 def locate(name: str, root: str | Path) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from dlrun.data.idx import read_idx
-from dlrun.data.source import Source
+from dlrun.data.source import Source, torchvision_download
 from dlrun.errors import DataError
 
 FILES = {
@@ -43,11 +43,7 @@ def _find_files(folder: Path) -> dict[str, Path] | None:
 
 def _download(tv_class: str, root: Path) -> Path:
     """torchvision's downloader; returns the folder that holds the raw IDX files."""
-    import torchvision.datasets as tvd
-
-    cls = getattr(tvd, tv_class)
-    for train in (True, False):
-        cls(str(root), train=train, download=True)
+    torchvision_download(tv_class, root)
     return root / tv_class / "raw"
 
 

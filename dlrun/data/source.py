@@ -15,3 +15,12 @@ class Source:
     test_y: np.ndarray
     class_names: list  # empty for regression
     task: str = "classification"  # classification | regression
+
+
+def torchvision_download(tv_class: str, root) -> None:
+    """Both splits of a torchvision dataset class (FashionMNIST, MNIST, CIFAR10, ...) downloaded into root."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, tv_class)
+    for train in (True, False):
+        cls(str(root), train=train, download=True)
