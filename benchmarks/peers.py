@@ -3,24 +3,29 @@
 The same model class (dlrun's LeNet-5 or ResNet-20, built from dlrun/conf/model/*.yaml), the same
 Fashion-MNIST training/validation split, batch size, epochs and torch threads, through:
 
-  bare         (b) a bare PyTorch loop over in-memory tensors: index-sliced batches (the limit)
-  dlrun        (a) `python -m dlrun` with its defaults on: metrics.jsonl, checkpoints, TensorBoard (scalars,
-               histograms, images, confusion matrix every epoch), progress lines
-  dlrun_scalars(a') the same with TensorBoard scalars only (histograms_every_n_epochs=0, images_every_n_epochs=0)
-  dlrun_aug    (a') + data.augment=[crop,flip]
-  dlrun_compile(a') + trainer.compile=true
-  loader       (c) a bare loop over torchvision's FashionMNIST dataset + DataLoader + per-sample transforms
-  lightning    (d) PyTorch Lightning with the model in a LightningModule and the DataLoader of (c)
-  keras        (e) Keras 3 on the torch backend, the model in a TorchModuleWrapper, `fit` on in-memory arrays
+  bare          (b) a bare PyTorch loop over in-memory tensors: index-sliced batches (the limit)
+  bare_cl       (b') the same with the model and inputs in channels_last (NHWC)
+  dlrun         (a) `python -m dlrun` with its defaults: channels_last and fused Adam on a CPU, the rich
+                progress bar (forced on through a pipe), metrics.jsonl, last/best checkpoints, TensorBoard
+                (scalars every epoch, histograms and images every 5 epochs)
+  dlrun_nchw    (a) the same with trainer.channels_last=false optimizer.fused=false: dlrun's own overhead over (b)
+  dlrun_aug     (a) + data.augment=[crop,flip]
+  dlrun_compile (a) + trainer.compile=true
+  loader        (c) a bare loop over torchvision's FashionMNIST dataset + DataLoader + per-sample transforms
+  lightning     (d) PyTorch Lightning with the model in a LightningModule and the DataLoader of (c)
+  lightning_tensors  Lightning over in-memory tensors (TensorDataset + DataLoader)
+  keras         (e) Keras 3 on the torch backend, the model in a TorchModuleWrapper, `fit` on in-memory arrays
 
 Each run is a fresh process (start-up is part of what a user waits for); the variants alternate within
-each repeat so that drift in machine load hits all of them. An epoch is one pass over the training split
-plus one over the validation split; the table shows the median over repeats of the last epoch (the first
-one pays warm-up and compilation), images per second (training images / epoch time), the ratio to (b),
-start-up (process start to the first optimizer step) and peak resident memory.
+each repeat so that drift in machine load hits all of them. An epoch is everything from one epoch's start to
+the next one's: a pass over the training split, a pass over the validation split and whatever the runner
+does at an epoch's end (checkpoints, logs). With E epochs a run gives E-1 such intervals; the first pays
+warm-up and compilation, so the table shows the median over repeats of the others, images per second
+(training images / epoch time), the ratio to (b), start-up (process start to the end of the first
+optimizer step) and peak resident memory.
 
     .venv/bin/pip install -e '.[bench]'      # lightning and keras
-    .venv/bin/python benchmarks/peers.py --model lenet --epochs 2 --repeats 3 --threads 2
+    .venv/bin/python benchmarks/peers.py --model lenet --epochs 3 --repeats 5 --threads 2
     .venv/bin/python benchmarks/peers.py --model resnet --limit 6000 --variants bare,dlrun,loader,lightning,keras
 
 `benchmarks/overhead.py` measures dlrun's loop against the bare loop inside one process instead.
@@ -42,12 +47,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ["bare", "dlrun", "dlrun_scalars", "dlrun_aug", "dlrun_compile", "loader", "lightning", "keras"]
-# TensorBoard scalars only: no per-epoch histograms, images and confusion-matrix figure
-SCALARS = ["callbacks.tensorboard.histograms_every_n_epochs=0", "callbacks.tensorboard.images_every_n_epochs=0"]
-LABELS = {"bare": "(b) bare loop, in-memory tensors", "dlrun": "(a) dlrun, default callbacks",
-          "dlrun_scalars": "(a) dlrun, TensorBoard scalars only", "dlrun_aug": "(a') + crop,flip",
-          "dlrun_compile": "(a') + trainer.compile", "loader": "(c) bare loop + DataLoader/transforms",
+VARIANTS = ["bare", "bare_cl", "dlrun", "dlrun_nchw", "dlrun_aug", "dlrun_compile", "loader", "lightning",
+            "lightning_tensors", "keras"]
+DLRUN_EXTRA = {"dlrun": [], "dlrun_nchw": ["trainer.channels_last=false", "optimizer.fused=false"],
+               "dlrun_aug": ["data.augment=[crop,flip]", "data.crop_padding=2"], "dlrun_compile": ["trainer.compile=true"]}
+LABELS = {"bare": "(b) bare loop, in-memory tensors", "bare_cl": "(b') bare loop + channels_last",
+          "dlrun": "(a) dlrun, defaults (rich bar, TensorBoard, checkpoints)",
+          "dlrun_nchw": "(a) dlrun, channels_last and fused Adam off", "dlrun_aug": "(a) dlrun + crop,flip",
+          "dlrun_compile": "(a) dlrun + trainer.compile", "loader": "(c) bare loop + DataLoader/transforms",
           "lightning": "(d) Lightning + DataLoader", "lightning_tensors": "Lightning over in-memory tensors",
           "keras": "(e) Keras 3 (torch) fit"}
 SEED = 42  # dlrun's default seed: the same validation split everywhere
@@ -55,7 +62,7 @@ SEED = 42  # dlrun's default seed: the same validation split everywhere
 
 # -- what every child reports ---------------------------------------------------------------------------
 class Clock:
-    """Epoch boundaries and the end of the first optimizer step, written as JSON when the run ends."""
+    """Epoch starts and the end of the first optimizer step, written as JSON when the run ends."""
 
     def __init__(self, path: str):
         self.path, self.t0 = path, float(os.environ["BENCH_T0"])
@@ -69,7 +76,7 @@ class Clock:
         self.marks.append(time.perf_counter())
 
     def write(self, n_train: int):
-        epochs = [b - a for a, b in zip(self.marks, self.marks[1:])]
+        epochs = [b - a for a, b in zip(self.marks, self.marks[1:])]  # start to next start
         Path(self.path).write_text(json.dumps({
             "epochs": epochs, "startup_s": self.first_step - self.t0, "n_train": n_train,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -82,6 +89,8 @@ except ImportError:  # pragma: no cover
 
 
 class BenchTimer(Callback):
+    order = -1000  # first: an epoch starts before any other callback's on_epoch_start
+
     def __init__(self, path: str):
         self.clock = Clock(path)
 
@@ -92,7 +101,6 @@ class BenchTimer(Callback):
         self.clock.step()
 
     def on_train_end(self, loop):
-        self.clock.mark()
         self.clock.write(loop.data.train.num_samples)
 
 
@@ -155,11 +163,14 @@ def torchvision_sets(limit: int | None, cache: Path):
 
 
 # -- the children -----------------------------------------------------------------------------------------
-def run_bare(a, clock):
+def run_bare(a, clock, channels_last: bool = False):
     import torch
 
     xt, yt, xv, yv, _, _ = tensors(a.limit)
     model = build_model(a.model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        xt, xv = (x.contiguous(memory_format=torch.channels_last) for x in (xt, xv))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     for _ in range(a.epochs):
@@ -177,7 +188,6 @@ def run_bare(a, clock):
         with torch.no_grad():
             for i in range(0, len(xv), 1024):
                 loss_fn(model(xv[i : i + 1024]), yv[i : i + 1024])
-    clock.mark()
     return len(xt)
 
 
@@ -204,7 +214,6 @@ def run_loader(a, clock):
         with torch.no_grad():
             for x, y in val_dl:
                 loss_fn(model(x), y)
-    clock.mark()
     return len(train)
 
 
@@ -251,7 +260,6 @@ def run_lightning(a, clock, in_memory: bool = False):
                         default_root_dir=a.workdir)
     trainer.fit(Module(), DataLoader(train, batch_size=a.batch, shuffle=True, num_workers=a.workers),
                 DataLoader(val, batch_size=1024, num_workers=a.workers))
-    clock.mark()  # after the last epoch's validation
     return len(train)
 
 
@@ -272,7 +280,6 @@ def run_keras(a, clock):
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     model.fit(xt.numpy(), yt.numpy(), batch_size=a.batch, epochs=a.epochs, validation_data=(xv.numpy(), yv.numpy()),
               validation_batch_size=1024, callbacks=[Timer()], verbose=2)
-    clock.mark()
     return len(xt)
 
 
@@ -282,8 +289,9 @@ def child(a) -> None:
     torch.set_num_threads(a.threads)
     torch.manual_seed(SEED)
     clock = Clock(a.json)
-    run = {"bare": run_bare, "loader": run_loader, "lightning": run_lightning, "keras": run_keras,
-           "lightning_tensors": lambda a, c: run_lightning(a, c, in_memory=True)}[a.child]
+    run = {"bare": run_bare, "bare_cl": lambda a, c: run_bare(a, c, channels_last=True), "loader": run_loader,
+           "lightning": run_lightning, "lightning_tensors": lambda a, c: run_lightning(a, c, in_memory=True),
+           "keras": run_keras}[a.child]
     n = run(a, clock)
     clock.write(n)
 
@@ -293,12 +301,11 @@ def command(variant: str, a, out: Path, workdir: Path) -> tuple[list[str], dict]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "KERAS_BACKEND": "torch",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     if variant.startswith("dlrun"):
-        extra = {"dlrun": [], "dlrun_scalars": SCALARS, "dlrun_aug": [*SCALARS, "data.augment=[crop,flip]",
-                 "data.crop_padding=2"], "dlrun_compile": [*SCALARS, "trainer.compile=true"]}[variant]
+        env["TTY_COMPATIBLE"] = "1"  # rich draws its progress bar into the pipe as on a terminal
         cmd = [sys.executable, "-m", "dlrun", f"model={a.model}", "data=fashion_mnist",
                f"data.root={ROOT / 'data'}", f"data.batch_size={a.batch}", f"trainer.max_epochs={a.epochs}",
-               f"trainer.num_threads={a.threads}", "trainer.progress=plain", f"hydra.run.dir={workdir}",
-               "+callbacks.bench._target_=peers.BenchTimer", f"+callbacks.bench.path={out}", *extra]
+               f"trainer.num_threads={a.threads}", "trainer.progress=rich", f"hydra.run.dir={workdir}",
+               "+callbacks.bench._target_=peers.BenchTimer", f"+callbacks.bench.path={out}", *DLRUN_EXTRA[variant]]
         if a.limit:
             cmd.append(f"data.limit={a.limit}")
         return cmd, env
@@ -313,12 +320,12 @@ def command(variant: str, a, out: Path, workdir: Path) -> tuple[list[str], dict]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="lenet", help="a dlrun/conf/model name: lenet, resnet (depth 20)")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3, help="at least 3: the first epoch is warm-up")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers of (c) and (d)")
     ap.add_argument("--limit", type=int, default=None, help="use the first N training images (dlrun's data.limit)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--cache", default=str(ROOT / "data" / "torchvision"))
     ap.add_argument("--out", default=None, help="write the raw runs and the table here (JSON)")
@@ -354,12 +361,12 @@ def main() -> None:
 
 def summarise(runs: dict, a) -> str:
     med = lambda xs: statistics.median(xs) if xs else float("nan")
-    rows = {v: {"epoch": med([r["epochs"][-1] for r in rs]), "startup": med([r["startup_s"] for r in rs]),
+    rows = {v: {"epoch": med([e for r in rs for e in r["epochs"][1:]]), "startup": med([r["startup_s"] for r in rs]),
                 "peak": med([r["peak_mb"] for r in rs]), "n": rs[0]["n_train"] if rs else 0, "k": len(rs)}
             for v, rs in runs.items()}
     base = rows.get("bare", {}).get("epoch", float("nan"))
     lines = [f"model={a.model} batch={a.batch} epochs={a.epochs} threads={a.threads} limit={a.limit} "
-             f"(medians of {a.repeats} alternated runs; epoch = last epoch, train + validation)", "",
+             f"(medians of {a.repeats} alternated runs; epoch = start to next start after the first, train + validation + epoch-end work)", "",
              "| variant | epoch (s) | train img/s | epoch / (b) | start-up to 1st step (s) | peak RSS (MB) |",
              "|---|---:|---:|---:|---:|---:|"]
     for v, s in rows.items():

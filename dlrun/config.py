@@ -60,7 +60,7 @@ class TrainerConfig:
     log_every_n_steps: int = 50
     limit_train_batches: int = 0  # 0: all; a debugging aid like Lightning's
     resume: bool = False
-    channels_last: bool = False
+    channels_last: Any = "auto"  # auto | true | false; auto: on for CPU and for CUDA under AMP (dlrun/device.py)
     compile: bool = False
     gradient_clip_val: float = 0.0
     accumulate_grad_batches: int = 1
@@ -156,6 +156,8 @@ def validate(cfg: DictConfig) -> None:
     _check(t.precision in PRECISIONS, "trainer.precision", t.precision, "one of 32, bf16, 16")
     _check(t.progress in PROGRESS, "trainer.progress", t.progress, f"one of {', '.join(PROGRESS)}")
     _check(bool(_DEVICE.match(t.device)), "trainer.device", t.device, "auto, cpu, cuda, cuda:N or mps")
+    _check(t.channels_last == "auto" or isinstance(t.channels_last, bool), "trainer.channels_last", t.channels_last,
+           "auto, true or false")
     _check(t.num_threads >= 0, "trainer.num_threads", t.num_threads, "an integer >= 0 (0 = torch's default)")
     _check(t.log_every_n_steps >= 1, "trainer.log_every_n_steps", t.log_every_n_steps, "an integer >= 1")
     _check(t.limit_train_batches >= 0, "trainer.limit_train_batches", t.limit_train_batches, "an integer >= 0")

@@ -45,7 +45,7 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     from dlrun.callbacks.unfreeze import Unfreeze
     from dlrun.config import build
     from dlrun.data import build_data
-    from dlrun.device import autocast_dtype, select_device
+    from dlrun.device import autocast_dtype, select_device, use_channels_last
     from dlrun.loop import Loop
     from dlrun.models import build_model_and_loss
     from dlrun.nn.initializers import initialize
@@ -60,7 +60,7 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     ddp = distributed.launched_by_torchrun()
     device = distributed.join(select_device(t.device)) if ddp else select_device(t.device)
     amp_dtype = autocast_dtype(str(t.precision), device)
-    data = build_data(cfg.data, device, cfg.seed, channels_last=t.channels_last)
+    data = build_data(cfg.data, device, cfg.seed)
     if ddp:
         distributed.shard(data, cfg.data.name)
     if data.info.task == "regression" and cfg.monitor.endswith("/acc"):
@@ -76,8 +76,9 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     if augment is not None and augment.soft_targets and getattr(loss_fn, "target_form", None) != "index":
         raise ConfigError("data.augment", list(cfg.data.augment), "mixup and cutmix make class-probability targets, "
                           "which need loss=cross_entropy (or sparse_cce)")
-    if t.channels_last:
+    if use_channels_last(t.channels_last, device, amp_dtype, model):  # only 4-d tensors change: images, convs
         model = model.to(memory_format=torch.channels_last)
+        data.to_channels_last()
     if ddp and t.sync_batchnorm:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     core = model  # the plain module: optimizer groups and penalties are found on it, checkpoints save it

@@ -1,5 +1,5 @@
 """Batched augmentation: each transform keeps shapes and labels, is deterministic under a seed, is off at
-validation/test, resumes exactly; mixup/cutmix targets match the mixed images; the speed options' wiring."""
+validation/test, resumes exactly; mixup/cutmix targets match the mixed images."""
 
 from __future__ import annotations
 
@@ -148,16 +148,3 @@ def test_mixup_trains_end_to_end_and_needs_a_softmax_cross_entropy(tmp_path):
     assert len(rows) == 2 and all(0 <= row["train/acc"] <= 1 and row["samples_per_s"] > 0 for row in rows)
     with pytest.raises(ConfigError, match="loss=cross_entropy"):
         build_loop(make_cfg(*TINY, "data.augment=[cutmix]", "loss=hinge"), tmp_path / "bad")
-
-
-def test_speed_options_are_wired(tmp_path):
-    from dlrun.tasks import build_loop
-
-    cfg = make_cfg(*TINY, "data.shape=[3,16,16]", "trainer.channels_last=true", "trainer.compile=true")
-    loop = build_loop(cfg, tmp_path)
-    x, _ = next(loop.data.train.batches())
-    conv = next(p for p in loop.model.parameters() if p.dim() == 4 and p.shape[1] > 1)
-    assert not x.is_contiguous()  # really in the other layout (not a one-channel tensor that is both)
-    assert x.is_contiguous(memory_format=torch.channels_last) and conv.is_contiguous(memory_format=torch.channels_last)
-    assert loop.model._compiled_call_impl is not None  # compiled in place (the first forward compiles)
-    assert not any(k.startswith("_orig_mod") for k in loop.model.state_dict())  # checkpoints keep plain names

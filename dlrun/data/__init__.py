@@ -41,6 +41,12 @@ class DataSplits:
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
 
+    def to_channels_last(self) -> None:
+        """Images in NHWC (trainer.channels_last) from here on; tabular data is left as it is."""
+        for loader in (self.train, self.val, self.test):
+            if loader is not None:
+                loader.to_channels_last()
+
 
 # data.name -> module with `from_config(cfg, seed) -> Source`; imported only when chosen
 SOURCES = {
@@ -102,10 +108,10 @@ def _balanced_subset(y: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
     return order[pick.sort().values]
 
 
-def build_data(cfg, device: torch.device, seed: int, channels_last: bool = False) -> DataSplits:
+def build_data(cfg, device: torch.device, seed: int) -> DataSplits:
     module = source_module(cfg)
     if hasattr(module, "build_splits"):  # too big for memory: the source streams its own loaders
-        return module.build_splits(cfg, device, seed, channels_last=channels_last)
+        return module.build_splits(cfg, device, seed)
     src = module.from_config(cfg, seed)
     x, y = _to_float(src.train_x), torch.from_numpy(np.array(src.train_y))
     test_x, test_y = _to_float(src.test_x), torch.from_numpy(np.array(src.test_y))
@@ -129,9 +135,7 @@ def build_data(cfg, device: torch.device, seed: int, channels_last: bool = False
     mean = x[train_idx].mean(dim=dims, keepdim=True)
     std = x[train_idx].std(dim=dims, keepdim=True)
     std = torch.where(std > 1e-8, std, torch.ones_like(std))  # a constant feature is centred, not blown up
-    # channels_last (trainer.channels_last) is kept by index slicing: batches need no per-step conversion
-    fmt = torch.channels_last if channels_last and x.dim() == 4 else torch.contiguous_format
-    norm = lambda t: ((t - mean) / std).to(device).contiguous(memory_format=fmt)
+    norm = lambda t: ((t - mean) / std).to(device)
 
     n_out = len(class_names) if src.task == "classification" else (y.shape[1] if y.dim() > 1 else 1)
     info = DataInfo(tuple(x.shape[1:]), n_out, class_names, src.task)

@@ -88,10 +88,10 @@ class StreamLoader:
     """A DataLoader behind the interface the loop uses on TensorLoader: batches(start), set_epoch, len, ..."""
 
     def __init__(self, dataset, batch_size: int, device: torch.device, *, shuffle: bool = False, seed: int = 0,
-                 num_workers: int = 0, channels_last: bool = False, augment=None):
+                 num_workers: int = 0, augment=None):
         self.batch_size, self.device, self.seed, self.epoch = batch_size, device, seed, 0
         self.augment = augment
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.memory_format = torch.contiguous_format  # see to_channels_last
         self.sampler = EpochSampler(len(dataset), batch_size, shuffle, seed)
         self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
                                  pin_memory=device.type == "cuda", persistent_workers=num_workers > 0)
@@ -106,6 +106,9 @@ class StreamLoader:
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = self.sampler.epoch = epoch
+
+    def to_channels_last(self) -> None:
+        self.memory_format = torch.channels_last  # each batch is converted as it is moved to the device
 
     def _on_device(self):
         for x, y in self.loader:
@@ -143,7 +146,7 @@ def _splits(n: int, fractions: list[float], seed: int) -> list[list[int]]:
     return [*out, order[at:]]
 
 
-def build_splits(cfg, device: torch.device, seed: int, channels_last: bool = False):
+def build_splits(cfg, device: torch.device, seed: int):
     from torchvision.transforms import v2
 
     from dlrun.data import DataInfo, DataSplits
@@ -172,7 +175,7 @@ def build_splits(cfg, device: torch.device, seed: int, channels_last: bool = Fal
         test_set = Subset(full, test_idx)
 
     info = DataInfo((3, cfg.image_size, cfg.image_size), len(full.classes), list(full.classes))
-    common = dict(device=device, num_workers=cfg.num_workers, channels_last=channels_last)
+    common = dict(device=device, num_workers=cfg.num_workers)
     train = StreamLoader(Subset(full, train_idx), cfg.batch_size, shuffle=True, seed=seed,
                          augment=build_augment(cfg, info.in_shape, info.num_classes), **common)
     val = StreamLoader(Subset(full, val_idx), cfg.eval_batch_size, **common) if val_idx else None

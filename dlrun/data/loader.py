@@ -41,6 +41,11 @@ class TensorLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def to_channels_last(self) -> None:
+        """Store images in NHWC once; index slicing keeps the layout, so batches need no per-step conversion."""
+        if self.x.dim() == 4:
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+
     def batches(self, start: int = 0):
         """Yield (x, y) batches of this epoch, skipping the first `start` (for mid-epoch resume)."""
         n = len(self.x)
