@@ -126,3 +126,29 @@ def test_rich_progress_survives_a_mid_epoch_resume(tiny_cfg, tmp_path):
     loop.batch_in_epoch = 3  # as restored from a checkpoint written mid-epoch
     summary = loop.fit()
     assert summary["status"] == "completed"
+
+
+def test_rich_progress_draws_from_the_training_thread_twice_a_second(tiny_cfg, tmp_path, monkeypatch):
+    """No rich refresh thread competing with training for the GIL; redraws (and loss reads) at most every
+    0.5 s of the training thread's clock, plus one per epoch start."""
+    import threading
+
+    import torch
+
+    import dlrun.callbacks.progress as progress
+
+    loop = build_loop(tiny_cfg("trainer.num_threads=1", "callbacks=none", "trainer.progress=rich",
+                               "data.batch_size=8"), tmp_path)
+    bar = loop.callbacks["progress"]
+    before = threading.active_count()
+    bar.on_fit_start(loop)
+    assert threading.active_count() == before  # rich's auto-refresh thread would be one more
+    bar.on_epoch_start(loop)
+    draws = []
+    monkeypatch.setattr(bar.progress, "refresh", lambda: draws.append(bar.progress.tasks[-1].completed))
+    clock = iter([10.0, 10.1, 10.2, 10.6, 10.7, 11.2])  # one time.monotonic() per batch
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    for i in range(6):
+        bar.on_batch_end(loop, i, torch.tensor(0.5))
+    assert draws == [1, 4, 6]  # at 10.0, 10.6 and 11.2: batches 0, 3 and 5 done
+    bar.on_fit_end(loop, {})

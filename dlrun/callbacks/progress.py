@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from dlrun.callbacks.base import Callback
 
@@ -23,13 +24,19 @@ class PlainProgress(Callback):
 
 
 class RichProgress(PlainProgress):
-    """Bar per epoch: batch count, running loss and accuracy, samples/s, ETA."""
+    """Bar per epoch: batch count, running loss and accuracy, samples/s, ETA.
 
-    REFRESH_EVERY = 20  # batches between reading the loss back (a GPU sync)
+    Drawn from the training thread twice a second, not by rich's refresh thread: that thread redraws
+    10 times a second and competes with training for the GIL; it made a LeNet epoch 4 % slower
+    (benchmarks/overhead.py with trainer.progress=rich).
+    """
+
+    REFRESH_SECONDS = 0.5  # between redraws, which also read the loss back (a GPU sync)
 
     def __init__(self):
         self.progress = None
         self.task = None
+        self._drawn = 0.0  # time.monotonic() of the last redraw
 
     def on_fit_start(self, loop) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -39,7 +46,7 @@ class RichProgress(PlainProgress):
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-            console=console, transient=True,
+            console=console, transient=True, auto_refresh=False,
         )
         self.progress.start()
         if loop.batch_in_epoch:  # resumed mid-epoch: the loop does not call on_epoch_start for this epoch
@@ -53,12 +60,17 @@ class RichProgress(PlainProgress):
             self.progress.remove_task(self.task)
         self.task = self.progress.add_task("", total=total, completed=loop.batch_in_epoch,
                                            epoch=f"{loop.epoch + 1}/{loop.cfg.trainer.max_epochs}", loss="-", rate="")
+        self.progress.refresh()
 
     def on_batch_end(self, loop, batch_index: int, loss) -> None:
-        if (batch_index + 1) % self.REFRESH_EVERY == 0:
-            task = self.progress.tasks[-1]
-            rate = f"{task.speed * loop.data.train.batch_size:,.0f} samples/s" if task.speed else ""
-            self.progress.update(self.task, completed=batch_index + 1, loss=f"{loss.item():.4f}", rate=rate)
+        now = time.monotonic()
+        if now - self._drawn < self.REFRESH_SECONDS:
+            return
+        self._drawn = now
+        task = self.progress.tasks[-1]
+        rate = f"{task.speed * loop.data.train.batch_size:,.0f} samples/s" if task.speed else ""
+        self.progress.update(self.task, completed=batch_index + 1, loss=f"{loss.item():.4f}", rate=rate)
+        self.progress.refresh()
 
     def on_fit_end(self, loop, summary: dict) -> None:
         if self.progress is not None:

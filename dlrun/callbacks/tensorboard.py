@@ -98,6 +98,7 @@ class TensorBoardLogger(Callback):
         self.log_graph, self.max_images = log_graph, max_images
         self.max_feature_layers, self.max_channels = max_feature_layers, max_channels
         self.writer = None
+        self._hist_epoch, self._hist_batch = None, None  # see _gradient_histogram_batch
         self._hook = None
         self._inputs = None
 
@@ -130,14 +131,20 @@ class TensorBoardLogger(Callback):
 
             self._hook = unwrap(loop.model).register_forward_pre_hook(grab)
 
+    def _gradient_histogram_batch(self, loop) -> int | None:
+        """The batch of the epoch's last optimizer step if gradient histograms are due in this epoch, else
+        None; worked out once per epoch, because this runs before every step."""
+        if self._hist_epoch != loop.epoch:
+            t = loop.cfg.trainer
+            n_batches = min(len(loop.data.train), t.limit_train_batches or len(loop.data.train))
+            self._hist_epoch = loop.epoch
+            self._hist_batch = n_batches - 1 if self._due(self.histograms_every, loop.epoch + 1) else None
+        return self._hist_batch
+
     def on_before_optimizer_step(self, loop) -> None:
-        epoch = loop.epoch + 1
-        if not self._due(self.histograms_every, epoch):
+        if loop.batch_in_epoch != self._gradient_histogram_batch(loop):
             return
-        t = loop.cfg.trainer
-        n_batches = min(len(loop.data.train), t.limit_train_batches or len(loop.data.train))
-        if loop.batch_in_epoch + 1 < n_batches:  # only the epoch's last step
-            return
+        epoch, t = loop.epoch + 1, loop.cfg.trainer
         # with AMP and no clipping the gradients are still multiplied by the loss scale
         scale = loop.scaler.get_scale() if loop.scaler.is_enabled() and not t.gradient_clip_val > 0 else 1.0
         for name, p in unwrap(loop.model).named_parameters():
