@@ -38,7 +38,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def use_channels_last(setting, device: torch.device, amp_dtype: torch.dtype | None, model: nn.Module) -> bool:
     """`auto` turns NHWC on where it is faster: on CPU (oneDNN convolutions; a LeNet-5 or ResNet-20 epoch
-    takes 0.79x the NCHW time, benchmarks/speed_options.py) and on CUDA under AMP (tensor cores); never
+    takes 0.6-0.8x the NCHW time, benchmarks/speed_options.py) and on CUDA under AMP (tensor cores); never
     where oneDNN computes wrong gradients (see channels_last_hazard)."""
     wanted = device.type == "cpu" or (device.type == "cuda" and amp_dtype is not None) if setting == "auto" \
         else bool(setting)

@@ -95,3 +95,18 @@ def test_errors_name_the_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="sub-folder|class"):
         build_data(cfg_for(tmp_path / "empty"), torch.device("cpu"), seed=0)
+
+
+def test_streamed_batches_follow_the_models_layout(tmp_path):
+    """trainer.channels_last (auto on a CPU) reaches streamed batches too: NHWC for a convolutional model,
+    the plain layout when it is off."""
+    from dlrun.tasks import build_loop
+
+    write_tree(tmp_path / "imgs")
+    common = ["data=image_folder", f"data.root={tmp_path / 'imgs'}", "data.image_size=16", "data.num_workers=0",
+              "data.batch_size=4", "model=lenet", "callbacks=none", "trainer.progress=none"]
+    for setting, nhwc in (("auto", True), ("false", False)):
+        loop = build_loop(make_cfg(*common, f"trainer.channels_last={setting}"), tmp_path / setting)
+        x, _ = next(loop.data.train.batches())
+        assert x.shape == (4, 3, 16, 16)
+        assert x.is_contiguous(memory_format=torch.channels_last) is nhwc and x.is_contiguous() is not nhwc
