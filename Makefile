@@ -36,8 +36,12 @@ data:
 		echo "Fashion-MNIST: not found; dlrun will try to download it"; \
 	fi
 
-bench: $(VENV)/.installed
+# The benchmarks of README "Data and speed" (about 45 minutes on 2 cores; not part of `make test`).
+bench: $(VENV)/.installed data
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/speed_options.py --model lenet
+	$(BIN)/python benchmarks/peers.py --model lenet --epochs 3 --repeats 5
 
 clean:
 	rm -rf $(VENV) outputs

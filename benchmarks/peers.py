@@ -26,7 +26,7 @@ optimizer step) and peak resident memory.
 
     .venv/bin/pip install -e '.[bench]'      # lightning and keras
     .venv/bin/python benchmarks/peers.py --model lenet --epochs 3 --repeats 5 --threads 2
-    .venv/bin/python benchmarks/peers.py --model resnet --limit 6000 --variants bare,dlrun,loader,lightning,keras
+    .venv/bin/python benchmarks/peers.py --model resnet --limit 4000 --repeats 3 --variants bare,bare_cl,dlrun,loader,lightning,keras
 
 `benchmarks/overhead.py` measures dlrun's loop against the bare loop inside one process instead.
 """
