@@ -40,8 +40,10 @@ def use_channels_last(setting, device: torch.device, amp_dtype: torch.dtype | No
     """`auto` turns NHWC on where it is faster: on CPU (oneDNN convolutions; a LeNet-5 or ResNet-20 epoch
     takes 0.6-0.8x the NCHW time, benchmarks/speed_options.py) and on CUDA under AMP (tensor cores); never
     where oneDNN computes wrong gradients (see channels_last_hazard)."""
-    wanted = device.type == "cpu" or (device.type == "cuda" and amp_dtype is not None) if setting == "auto" \
-        else bool(setting)
+    if setting == "auto":
+        wanted = device.type == "cpu" or (device.type == "cuda" and amp_dtype is not None)
+    else:
+        wanted = bool(setting)
     layer = channels_last_hazard(model) if wanted and device.type == "cpu" else None
     if layer is not None and setting is True:
         raise ConfigError("trainer.channels_last", True, f"on a CPU, oneDNN computes wrong weight gradients for "
