@@ -335,6 +335,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.child:
         return child(a)
+    if a.epochs < 3:  # epoch 1 is warm-up and the last epoch has no next start: nothing would be timed
+        ap.error("--epochs must be at least 3")
 
     variants = a.variants.split(",")
     runs = {v: [] for v in variants}
