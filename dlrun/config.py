@@ -148,8 +148,37 @@ def _check(ok: bool, key: str, value, allowed: str) -> None:
         raise ConfigError(key, value, allowed)
 
 
+class UnknownKeyError(ConfigError):
+    def __init__(self, key: str, known: list[str]):
+        import difflib
+
+        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        group = key.rsplit(".", 1)[0] if "." in key else "the top level"
+        super().__init__(key, "...", f"there is no such key ({hint}{group} has: {', '.join(known)})")
+        self.args = (f"unknown key {key}: {hint}{group} has {', '.join(known)}",)
+
+
+# the typed parts of the config: Hydra refuses an unknown key there, except when it is added with
+# `+key=value` (force-add bypasses the schema), so the keys are checked again here
+_TYPED = {"": DlrunConfig, "data": DataConfig, "trainer": TrainerConfig, "eval": EvalConfig,
+          "predict": PredictConfig}
+
+
+def _validate_known_keys(cfg: DictConfig) -> None:
+    from dataclasses import fields
+
+    for path, schema in _TYPED.items():
+        node = cfg if not path else cfg.get(path)
+        known = [f.name for f in fields(schema)]
+        for key in (node.keys() if isinstance(node, DictConfig) else ()):
+            if key not in known:
+                raise UnknownKeyError(f"{path}.{key}" if path else str(key), known)
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject out-of-range values before anything is built; one ConfigError names key, value, rule."""
+    _validate_known_keys(cfg)
     t, d = cfg.trainer, cfg.data
     _check(cfg.task in TASKS, "task", cfg.task, f"one of {', '.join(TASKS)}")
     _check(t.max_epochs >= 1, "trainer.max_epochs", t.max_epochs, "an integer >= 1")
@@ -195,6 +224,9 @@ def validate(cfg: DictConfig) -> None:
         _check(0.0 <= dropout < 1.0, "model.dropout", dropout, "a probability in [0, 1)")
     _validate_components(cfg)
     _validate_transfer(cfg)
+    from dlrun.target_keys import check_target_keys
+
+    check_target_keys(cfg)
     if cfg.task in ("eval", "predict"):
         _check(cfg.ckpt_path is not None, "ckpt_path", None, f"task={cfg.task} needs ckpt_path=PATH")
     _check(cfg.eval.split in SPLITS, "eval.split", cfg.eval.split, f"one of {', '.join(SPLITS)}")

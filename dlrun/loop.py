@@ -8,6 +8,7 @@ are callbacks).
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -21,7 +22,10 @@ from dlrun.callbacks.base import order_callbacks
 from dlrun.device import autocast, grad_scaler
 from dlrun.errors import DlrunError
 from dlrun.metrics import EpochMetrics, improved, mode_for
-from dlrun.records import MetricsLog, write_json
+from dlrun.records import MetricsLog, RunWriteError, write_json
+
+
+log = logging.getLogger("dlrun")
 
 
 class NonFiniteLossError(DlrunError):
@@ -128,14 +132,17 @@ class Loop:
                 break
         return True
 
-    def _end_epoch(self, train_time: float) -> dict:
+    def _end_epoch(self, train_time: float, samples_before: int) -> dict:
+        """The epoch's row; `samples_before`: samples of this epoch trained before a resume (not in train_time)."""
         row = {"epoch": self.epoch, "step": self.step}
         row.update(self.train_sums.compute("train"))
+        local = self.train_sums.count
+        trained = (local - samples_before) * self.train_sums.global_count / max(local, 1)  # all ranks, this session
         if self.data.val is not None:
             row.update(evaluate(self.model, self.data.val, self.loss_fn, self.device, self.amp_dtype, "val",
                                 self.data.info.target_std))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
-        row["samples_per_s"] = self.train_sums.global_count / max(train_time, 1e-9)
+        row["samples_per_s"] = trained / max(train_time, 1e-9)
         self.train_sums = EpochMetrics(self.device, self.data.info.target_std)
         self.batch_in_epoch = 0
         value = row.get(self.monitor)
@@ -149,11 +156,7 @@ class Loop:
         metrics_log = None
         if self.is_main:  # under DDP only rank 0 writes files
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            metrics_log = MetricsLog(self.run_dir / "metrics.jsonl",
-                                     keep_epochs_before=self.epoch if self.resumed_from else None)
-            if self.resumed_from and not metrics_log.path.exists():  # continued in a new folder: carry the history
-                for row in self.history:
-                    metrics_log.write(row)
+            metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", history=self.history if self.resumed_from else None)
         started = time.perf_counter()
         status, error, test, throughput = "completed", None, {}, []
         try:
@@ -162,11 +165,11 @@ class Loop:
                 while self.epoch < max_epochs and self.stop_reason is None:
                     if self.batch_in_epoch == 0:
                         self._call("on_epoch_start")
-                    t0 = time.perf_counter()
+                    t0, samples_before = time.perf_counter(), self.train_sums.count
                     if not self.train_epoch():
                         break
                     self.epoch += 1
-                    row = self._end_epoch(time.perf_counter() - t0)
+                    row = self._end_epoch(time.perf_counter() - t0, samples_before)
                     if self.scheduler is not None:
                         _step_scheduler(self.scheduler, row.get(self.monitor))
                     row["time_s"] = time.perf_counter() - t0
@@ -203,8 +206,19 @@ class Loop:
                 self._call("on_fit_end", summary)
             finally:
                 if self.is_main:
-                    write_json(self.run_dir / "summary.json", summary)
+                    _write_summary(self.run_dir / "summary.json", summary, failing=error is not None)
         return summary
+
+
+def _write_summary(path: Path, summary: dict, failing: bool) -> None:
+    """summary.json; when it cannot be written while the run is already failing, the first error stays the one
+    reported (a full disk fails both)."""
+    try:
+        write_json(path, summary)
+    except OSError as e:
+        if not failing:
+            raise RunWriteError(path, e) from None
+        log.error("could not write %s either: %s", path, e.strerror or e)
 
 
 def _step_scheduler(scheduler, monitored: float | None) -> None:

@@ -9,6 +9,19 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from dlrun.errors import EXIT_FAILED, DlrunError
+
+
+class RunWriteError(DlrunError):
+    """A file of the run folder could not be written (a full disk, a lost mount): the run stops, and
+    what was written before (checkpoints/last.pt, the earlier lines of metrics.jsonl) stays intact."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, path: Path, error: OSError):
+        super().__init__(f"could not write {path}: {error.strerror or error}; the run stopped, and "
+                         "checkpoints/last.pt holds its last complete checkpoint (trainer.resume=true continues it)")
+
 
 def _jsonable(value: Any) -> Any:
     """Plain floats for JSON; NaN/Inf become null so every line stays valid JSON."""
@@ -58,12 +71,12 @@ def read_jsonl(path: Path) -> list[dict]:
 class MetricsLog:
     """metrics.jsonl: one JSON object per line, flushed at once so a killed run keeps its epochs."""
 
-    def __init__(self, path: Path, keep_epochs_before: int | None = None):
+    def __init__(self, path: Path, history: list[dict] | None = None):
+        """A new run starts an empty file; a resumed one rewrites it from the checkpoint's history, which
+        holds exactly the epochs the run continues from (whatever a kill or a full disk left in the file)."""
         self.path = Path(path)
-        if keep_epochs_before is not None and self.path.exists():
-            # resuming: keep the lines of epochs already in the checkpoint, drop later (lost) ones
-            kept = [r for r in read_jsonl(self.path) if r.get("epoch", 0) <= keep_epochs_before]
-            self._rewrite(kept)
+        if history is not None:
+            self._rewrite({k: _jsonable(v) for k, v in row.items()} for row in history)
         elif self.path.exists():
             self.path.unlink()
 
@@ -72,5 +85,8 @@ class MetricsLog:
 
     def write(self, row: dict) -> None:
         line = json.dumps({k: _jsonable(v) for k, v in row.items()})
-        with open(self.path, "a") as f:
-            f.write(line + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+        except OSError as e:
+            raise RunWriteError(self.path, e) from None

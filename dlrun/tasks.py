@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from dlrun.config import validate
 from dlrun.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, DlrunError
+from dlrun.run_lock import RunFolderBusy
 
 log = logging.getLogger("dlrun")
 
@@ -101,11 +102,20 @@ def build_loop(cfg: DictConfig, run_dir: Path):
 
 
 def train(cfg: DictConfig, run_dir: Path):
-    from dlrun import checkpoint, distributed, sweep
-    from dlrun.report import print_run_summary
+    from contextlib import nullcontext
+
+    from dlrun import distributed
+    from dlrun.run_lock import run_lock
 
     if cfg.trainer.devices > 1 and not distributed.launched_by_torchrun():
         return _launch_ddp(cfg, run_dir)
+    with run_lock(run_dir) if distributed.is_main() else nullcontext():  # one process per run folder
+        return _train(cfg, run_dir)
+
+
+def _train(cfg: DictConfig, run_dir: Path):
+    from dlrun import checkpoint, distributed, sweep
+    from dlrun.report import print_run_summary
 
     resume_path = cfg.ckpt_path
     if sweep.in_multirun() and not resume_path:  # the same sweep run again: skip, resume or retry the job
@@ -121,6 +131,10 @@ def train(cfg: DictConfig, run_dir: Path):
     elif (run_dir / "metrics.jsonl").exists() and not resume_path:
         raise ConfigError("hydra.run.dir", run_dir, "already holds a run; add trainer.resume=true to continue it")
     state = checkpoint.load(resume_path) if resume_path else None  # before building: fail fast on a bad file
+    if state is not None:
+        cfg, finished = _continue_run(cfg, run_dir, Path(resume_path), state)
+        if finished is not None:
+            return _objective(cfg, finished)
 
     loop = build_loop(cfg, run_dir)
     if state is not None:
@@ -145,6 +159,40 @@ def train(cfg: DictConfig, run_dir: Path):
     if summary["status"] == "interrupted":
         raise SystemExit(EXIT_INTERRUPTED)
     return _objective(cfg, summary)
+
+
+def _continue_run(cfg: DictConfig, run_dir: Path, path: Path, state: dict) -> tuple[DictConfig, dict | None]:
+    """(the config of the run being continued, its summary when there is nothing left to do).
+
+    The run's own saved config wins over this command's defaults; a finished run is left as it is
+    unless more epochs are asked for, and then its first summary is kept (summary.prev-N.json).
+    """
+    from dlrun import distributed, resume
+    from dlrun.report import print_run_summary
+
+    saved = resume.saved_run(path, state)
+    taken = {}
+    if saved is not None:
+        cfg, taken = resume.restore_config(cfg, saved, path)
+        validate(cfg)
+        for key, (old, new) in taken.items():
+            log.info("resume: %s=%s (was %s)", key, new, old)
+        if distributed.is_main() and (saved.run_dir is None or saved.run_dir != run_dir.resolve()):
+            resume.write_run_config(run_dir, cfg, saved)
+    finished = resume.finished_summary(run_dir)  # every DDP rank reads it: all stop here, or none
+    if finished is not None:
+        more_epochs = "trainer.max_epochs" in taken or saved is None
+        if not more_epochs or cfg.trainer.max_epochs <= state["epoch"]:
+            if distributed.is_main():
+                log.info("%s already %s after %d epochs: nothing to do (trainer.max_epochs=N with N > %d trains it "
+                         "further)", run_dir, finished["status"], state["epoch"], state["epoch"])
+                print_run_summary(finished)
+            return cfg, finished
+    if distributed.is_main():
+        if finished is not None:
+            log.info("the run's first summary is kept as %s", resume.archive_summary(run_dir))
+        resume.record_resume(run_dir, path, state, taken)
+    return cfg, None
 
 
 def _launch_ddp(cfg: DictConfig, run_dir: Path) -> float:
@@ -195,8 +243,11 @@ def _record_failure(run_dir: Path, error: str) -> None:
 
     path = run_dir / "summary.json"
     if not path.exists():
-        write_json(path, {"status": "failed", "epochs": 0, "best": None, "test": {}, "samples_per_s": None,
-                          "duration_s": 0.0, "error": error, "run_dir": str(run_dir)})
+        try:
+            write_json(path, {"status": "failed", "epochs": 0, "best": None, "test": {}, "samples_per_s": None,
+                              "duration_s": 0.0, "error": error, "run_dir": str(run_dir)})
+        except OSError as e:  # a full disk or a read-only folder: the error line above is what remains
+            log.error("could not write %s: %s", path, e.strerror or e)
 
 
 def run_task(cfg: DictConfig):
@@ -218,6 +269,9 @@ def execute(cfg: DictConfig, run_dir: Path) -> tuple[int, object]:
     try:
         validate(cfg)
         return 0, _task_function(cfg.task)(cfg, run_dir)
+    except RunFolderBusy as e:  # the folder is another live process's: write nothing into it
+        log.error("error: %s", e)
+        code = e.exit_code
     except DlrunError as e:
         log.error("error: %s", e)
         _record_failure(run_dir, str(e))
@@ -226,8 +280,11 @@ def execute(cfg: DictConfig, run_dir: Path) -> tuple[int, object]:
         if os.environ.get("DLRUN_DEBUG"):
             raise
         message = f"{type(e).__name__}: {e}".strip().splitlines()[0]
-        with open(run_dir / "dlrun.log", "a") as f:
-            f.write(traceback.format_exc())
+        try:
+            with open(run_dir / "dlrun.log", "a") as f:
+                f.write(traceback.format_exc())
+        except OSError:
+            pass  # a full disk: the error line is still printed
         log.error("error: %s (traceback in %s; DLRUN_DEBUG=1 prints it)", message, run_dir / "dlrun.log")
         _record_failure(run_dir, message)
         code = EXIT_FAILED

@@ -105,8 +105,8 @@ def test_sigterm_stops_gracefully_and_resumes_exactly_from_mid_epoch(tmp_path, r
     last = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert last["epoch"] == 1 and last["batch_in_epoch"] == 4  # mid-epoch, where it stopped
 
-    # continue it (in-process, the path `dlrun trainer.resume=true hydra.run.dir=...` takes)
-    train(make_cfg(*RUN, "trainer.resume=true"), run_dir)
+    # continue it in-process (from Python the whole config is compared with the run's: the same overrides)
+    train(make_cfg(*RUN, *paused(progress, epochs_done=1, batch=4), "trainer.resume=true"), run_dir)
     assert_same_run(run_dir, reference)
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 4
 
@@ -177,3 +177,26 @@ def test_an_interrupt_between_accumulated_batches_waits_for_the_optimizer_step(t
     resumed.fit()
     for (name, a), b in zip(reference.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_the_command_printed_after_ctrl_c_continues_the_same_run(tmp_path, reference):
+    """Pasted as printed (without the run's overrides), the hint continues the run's own config exactly."""
+    import re
+    import shlex
+
+    run_dir, progress = tmp_path / "run", tmp_path / "progress"
+    proc = start(run_dir, *paused(progress, epochs_done=1, batch=4))
+    wait_for(proc, progress)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    hint = re.search(r"continue with: (dlrun .+)$", out, re.MULTILINE).group(1)
+    program, *args = shlex.split(hint)
+    assert program == "dlrun" and args == ["trainer.resume=true", f"hydra.run.dir={run_dir}"]
+
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}  # user_callbacks
+    resumed = subprocess.run([sys.executable, "-m", "dlrun", *args], env=env, capture_output=True, text=True,
+                             timeout=240)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert_same_run(run_dir, reference)  # its 4 epochs, its data, its schedule: not the defaults'
+    assert [r["from_epoch"] for r in read_jsonl(run_dir / "resumes.jsonl")] == [1]

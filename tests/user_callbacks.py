@@ -36,13 +36,14 @@ class Recorder(Callback):
 class PauseAt(Callback):
     """Holds the run still after batch `batch` of the epoch that follows `epochs_done` completed ones, and
     writes `progress` ("<epochs done> <batch>") when it gets there, so that a test can kill the run at
-    exactly that point. The pause ends early when the run is asked to stop (SIGINT/SIGTERM)."""
+    exactly that point. The pause ends early when the run is asked to stop (SIGINT/SIGTERM). It pauses once:
+    a resumed run (its saved config keeps this callback) passes the point without stopping."""
 
     def __init__(self, epochs_done: int, batch: int, progress: str, seconds: float = 120.0):
         self.at, self.progress, self.seconds = (epochs_done, batch), Path(progress), seconds
 
     def on_batch_end(self, loop, batch_index, loss):
-        if (loop.epoch, batch_index + 1) != self.at:
+        if (loop.epoch, batch_index + 1) != self.at or self.progress.exists():
             return
         self.progress.write_text(f"{loop.epoch} {batch_index + 1}\n")
         end = time.monotonic() + self.seconds

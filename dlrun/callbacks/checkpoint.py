@@ -24,6 +24,17 @@ log = logging.getLogger("dlrun")
 KEY = "callbacks.model_checkpoint"
 
 
+def continue_command(run_dir) -> str:
+    """The command that continues this run as it was (its saved config is restored: dlrun/resume.py)."""
+    import shlex
+
+    from dlrun.sweep import in_multirun
+
+    if in_multirun():  # a sweep's jobs resume when the same sweep runs again in the same folder
+        return f"the same dlrun -m command with hydra.sweep.dir={shlex.quote(str(run_dir.parent))}"
+    return f"dlrun trainer.resume=true hydra.run.dir={shlex.quote(str(run_dir))}"
+
+
 class ModelCheckpoint(Callback):
     order = 100  # after the other callbacks: see on_epoch_end
     def __init__(self, monitor: str | None = None, mode: str | None = None, save_top_k: int = 0,
@@ -116,8 +127,8 @@ class ModelCheckpoint(Callback):
         if self.save_last and summary["status"] == "interrupted":
             self.last_saved_epoch = loop.epoch
             checkpoint.save(checkpoint.capture(loop), self._dir(loop) / "last.pt")
-            log.info("saved %s (epoch %d, batch %d of the next); continue with trainer.resume=true "
-                     "hydra.run.dir=%s", self._dir(loop) / "last.pt", loop.epoch, loop.batch_in_epoch, loop.run_dir)
+            log.info("saved %s (epoch %d, batch %d of the next); continue with: %s", self._dir(loop) / "last.pt",
+                     loop.epoch, loop.batch_in_epoch, continue_command(loop.run_dir))
         if self.top_k:
             summary["top_k"] = [dict(e) for e in self.top_k]
 
