@@ -61,10 +61,15 @@ def prepare_argv(argv: list[str]) -> list[str]:
                          f"drop -m to see the config of one job (e.g. with the first value of each swept key)")
     if not names & _MULTIRUN:
         run_dir = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")), None)
-        if run_dir and (Path(run_dir) / ".hydra" / "config.yaml").is_file() \
-                and not any(o.startswith("hydra.output_subdir=") for o in overrides):
+        if run_dir and _holds_a_run(Path(run_dir)) and not any(o.startswith("hydra.output_subdir=") for o in overrides):
             overrides.append("hydra.output_subdir=null")
     return flags + overrides
+
+
+def _holds_a_run(run_dir: Path) -> bool:
+    """A folder where training started (not one where only start-up or a refused config happened)."""
+    return (run_dir / ".hydra" / "config.yaml").is_file() and (
+        (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").is_dir())
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -83,7 +88,14 @@ def main() -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     agree_on_run_stamp()  # under torchrun: every rank resolves the same run folder
-    _hydra_main()
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:  # Ctrl-C before the loop took over SIGINT (start-up) or after it ended
+        from dlrun.errors import EXIT_INTERRUPTED
+
+        print("interrupted (Ctrl-C) outside training: nothing was trained since the last checkpoint",
+              file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

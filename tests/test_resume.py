@@ -190,7 +190,7 @@ def test_the_command_printed_after_ctrl_c_continues_the_same_run(tmp_path, refer
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
-    hint = re.search(r"continue with: (dlrun .+)$", out, re.MULTILINE).group(1)
+    hint = re.search(r"continue with:\n\s*(dlrun .+)$", out, re.MULTILINE).group(1)
     program, *args = shlex.split(hint)
     assert program == "dlrun" and args == ["trainer.resume=true", f"hydra.run.dir={run_dir}"]
 

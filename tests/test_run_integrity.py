@@ -178,6 +178,8 @@ def test_overrides_on_both_sides_of_a_flag_are_all_taken(argv, expected):
 def test_a_run_folder_that_holds_a_run_keeps_its_hydra_record(tmp_path):
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "config.yaml").write_text("task: train\n")
+    assert "hydra.output_subdir=null" not in prepare_argv([f"hydra.run.dir={tmp_path}"])  # nothing trained yet
+    (tmp_path / "metrics.jsonl").write_text("")
     assert prepare_argv([f"hydra.run.dir={tmp_path}"])[-1] == "hydra.output_subdir=null"
     assert "hydra.output_subdir=null" not in prepare_argv([f"hydra.run.dir={tmp_path / 'new'}"])
 

@@ -127,8 +127,9 @@ class ModelCheckpoint(Callback):
         if self.save_last and summary["status"] == "interrupted":
             self.last_saved_epoch = loop.epoch
             checkpoint.save(checkpoint.capture(loop), self._dir(loop) / "last.pt")
-            log.info("saved %s (epoch %d, batch %d of the next); continue with: %s", self._dir(loop) / "last.pt",
-                     loop.epoch, loop.batch_in_epoch, continue_command(loop.run_dir))
+            log.info("saved %s (epoch %d, batch %d of the next); continue with:", self._dir(loop) / "last.pt",
+                     loop.epoch, loop.batch_in_epoch)
+            log.info("  %s", continue_command(loop.run_dir))  # a line of its own: copied whole
         if self.top_k:
             summary["top_k"] = [dict(e) for e in self.top_k]
 
