@@ -45,7 +45,15 @@ def test_truncated_or_random_checkpoint_is_one_clear_error(tmp_path, content):
 def test_checkpoint_of_another_architecture_is_one_clear_error(tmp_path):
     good = tmp_path / "mlp"
     assert run_dlrun(*TINY, "model=mlp", "trainer.max_epochs=1", f"hydra.run.dir={good}").returncode == 0
+    # continuing the run with another model is refused before any weights are read (tests/test_run_integrity.py)
     proc = run_dlrun(*TINY, "model=lenet", f"ckpt_path={good}/checkpoints/last.pt", f"hydra.run.dir={tmp_path}/x")
+    assert proc.returncode == 2
+    assert "model=lenet would change the run" in one_error_line(proc)
+    # a checkpoint that carries no config of its own reaches the weights: they do not fit
+    state = torch.load(good / "checkpoints" / "last.pt", weights_only=True)
+    del state["config"]
+    torch.save(state, tmp_path / "bare.pt")
+    proc = run_dlrun(*TINY, "model=lenet", f"ckpt_path={tmp_path / 'bare.pt'}", f"hydra.run.dir={tmp_path}/y")
     assert proc.returncode == 2
     assert "does not fit this model" in one_error_line(proc)
 
