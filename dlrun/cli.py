@@ -21,7 +21,12 @@ def _hydra_main(cfg: DictConfig):
 
 
 def main() -> None:
+    import sys
+
     from dlrun.distributed import agree_on_run_stamp
+    from dlrun.project import prepare_argv
+
+    sys.argv[1:] = prepare_argv(sys.argv[1:])  # `dlrun init`, --project PATH, GROUP._target_ swaps
 
     agree_on_run_stamp()  # under torchrun: every rank resolves the same run folder
     _hydra_main()
