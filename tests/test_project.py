@@ -69,7 +69,7 @@ def test_project_experiment_and_model_are_found_and_shadow_builtins(project):
                     "conf/model/lenet.yaml": "_target_: tiny_nets.Tiny\n",  # a built-in's name
                     "conf/model/y.yaml": "_target_: tiny_nets.Tiny\n",
                     "experiments/optimizers.yaml": "# @package _global_\nseed: 7\n",  # a built-in experiment's name
-                    "experiments/x.yaml": "# @package _global_\ndefaults:\n  - override /model: y\nseed: 3\n"})
+                    "experiments/x.yaml": "defaults:\n  - override /model: y\nseed: 3\n"})  # _global_ implied
     shadowed = make_cfg("model=lenet", "experiment=optimizers")
     assert shadowed.seed == 7 and shadowed.model._target_ == "tiny_nets.Tiny"
     assert "activation" not in shadowed.model  # the project's file replaced dlrun's lenet.yaml, not merged into it

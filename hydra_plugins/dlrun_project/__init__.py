@@ -52,6 +52,8 @@ class DlrunProjectConfigSource(ConfigSource):
             raise ConfigLoadError(f"Config not found : {config_path} in project {self.path}")
         with open(path, encoding="utf-8") as f:
             header = ConfigSource._get_header_dict(f.read(512))
+            if name.startswith("experiment/"):  # an experiment sets keys anywhere: `# @package _global_` is implied
+                header["package"] = header.get("package") or "_global_"
             f.seek(0)
             cfg = OmegaConf.load(f)
         return ConfigResult(config=cfg, path=f"{self.scheme()}://{self.path}", provider=self.provider, header=header)
