@@ -113,6 +113,10 @@ Put your own arrays in `data/my_data.npz` (`np.savez("data/my_data.npz", x=x, y=
 DATA_FILE = "data/my_data.npz"
 
 
+class ProjectExists(Exception):
+    """Some of the scaffold's files are there already (their paths, comma-separated)."""
+
+
 def write_example_data(path: Path, seed: int = 0) -> None:
     """Three classes of 8 features, 300 samples: each class a Gaussian blob around its own centre."""
     import numpy as np
@@ -130,7 +134,7 @@ def init_project(folder: Path) -> list[Path]:
     targets = [folder / name for name in [*FILES, DATA_FILE]]
     existing = [p for p in targets if p.exists()]
     if existing:
-        raise FileExistsError(", ".join(str(p) for p in existing))
+        raise ProjectExists(", ".join(str(p) for p in existing))
     for name, text in FILES.items():
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,7 +154,7 @@ def init_main(args: list[str]) -> int:
     folder = Path(args[0] if args else ".")
     try:
         written = init_project(folder)
-    except FileExistsError as e:
+    except ProjectExists as e:
         print(f"error: dlrun init writes nothing over existing files: {e}", file=sys.stderr)
         return 2
     except OSError as e:

@@ -16,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from conftest import CONF_DIR, make_cfg, run_dlrun
 from dlrun.contracts import ContractError
 from dlrun.project import PROJECT_ENV, prepare_argv, project_choices, swap_targets
-from dlrun.scaffold import init_main, init_project
+from dlrun.scaffold import ProjectExists, init_main, init_project
 from dlrun.tasks import build_loop
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
@@ -136,7 +136,7 @@ def test_init_writes_a_project_and_refuses_to_overwrite(project, capsys):
     assert init_main([]) == 2
     assert "writes nothing over existing files" in capsys.readouterr().err
     assert (project / "models.py").read_text() == "# mine\n"
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ProjectExists):
         init_project(project)
 
 
