@@ -56,25 +56,30 @@ def use_project_code(root: Path | None = None) -> Path:
     return Path(root)
 
 
-def _choices(value) -> list[str]:
-    """A group's chosen options as Hydra records them: `lenet`, or `[default, early_stopping]` for a list."""
-    if value is None:
-        return []
-    text = str(value)
-    return [v.strip() for v in text.strip("[]").split(",") if v.strip()] if text.startswith("[") else [text]
+def composed_from(config) -> list[str]:
+    """The `GROUP/OPTION` files the job's config was composed from, nested defaults included (callbacks/default
+    pulls in callbacks/model_checkpoint). Hydra's defaults list needs the app's loader; where there is none
+    (a job unpickled on a cluster node) the recorded group choices stand in."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    try:
+        defaults = GlobalHydra.instance().config_loader().compute_defaults_list(
+            config_name=config.hydra.job.config_name, overrides=list(config.hydra.overrides.task), run_mode=RunMode.RUN)
+        paths = [d.config_path for d in defaults.defaults if d.config_path]
+    except Exception:  # not initialised, or a loader without the method
+        paths = [f"{group}/{option}" for group, option in config.hydra.runtime.choices.items() if option]
+    return [p for p in paths if "/" in p and not p.startswith("hydra/")]
 
 
-def project_choices(choices: dict, root: Path) -> list[str]:
-    """One phrase per chosen option that comes from the project, saying when it replaces dlrun's own."""
+def project_choices(config_paths: list[str], root: Path) -> list[str]:
+    """One phrase per config file that comes from the project, saying when it replaces dlrun's own."""
     used = []
-    for group, value in choices.items():
-        if group.startswith("hydra/"):
-            continue
-        for option in _choices(value):
-            path = project_file(root, group, option)
-            if path is None:
-                continue
-            shadows = (BUILTIN_CONF / group / f"{option}.yaml").is_file()
+    for config_path in dict.fromkeys(config_paths):
+        group, _, option = config_path.rpartition("/")
+        path = project_file(root, group, option)
+        if path is not None:
+            shadows = (BUILTIN_CONF / f"{config_path}.yaml").is_file()
             used.append(f"{group}={option} from {path}" + (" (replaces dlrun's own)" if shadows else ""))
     return used
 
@@ -85,7 +90,7 @@ class ProjectLog(HydraCallback):
 
     def on_job_start(self, config, **kwargs) -> None:
         root = use_project_code()
-        used = project_choices(dict(config.hydra.runtime.choices), root)
+        used = project_choices(composed_from(config), root)
         if used:
             log.info("project %s: %s", root, ", ".join(used))
 

@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import initialize_config_dir
+from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from conftest import CONF_DIR, make_cfg, run_dlrun
 from dlrun.contracts import ContractError
-from dlrun.project import PROJECT_ENV, prepare_argv, project_choices, swap_targets
+from dlrun.project import PROJECT_ENV, composed_from, prepare_argv, project_choices, swap_targets
 from dlrun.scaffold import ProjectExists, init_main, init_project
 from dlrun.tasks import build_loop
 
@@ -75,10 +75,22 @@ def test_project_experiment_and_model_are_found_and_shadow_builtins(project):
     assert "activation" not in shadowed.model  # the project's file replaced dlrun's lenet.yaml, not merged into it
     mine = make_cfg("experiment=x")
     assert mine.seed == 3 and mine.model._target_ == "tiny_nets.Tiny"
-    used = project_choices({"model": "lenet", "experiment": "x", "data": "synthetic", "hydra/launcher": "local"},
-                           project)
+    used = project_choices(["model/lenet", "experiment/x", "data/synthetic", "model/lenet"], project)
     assert used == [f"model=lenet from {project}/conf/model/lenet.yaml (replaces dlrun's own)",
                     f"experiment=x from {project}/experiments/x.yaml"]
+
+
+def test_the_log_names_nested_project_files_too(project):
+    """callbacks/default pulls in callbacks/model_checkpoint: a project file of that name replaces dlrun's."""
+    write(project, {"conf/callbacks/model_checkpoint.yaml": "model_checkpoint: null\n",
+                    "conf/callbacks/mine.yaml": "mine:\n  _target_: dlrun.callbacks.Callback\n"})
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["callbacks=[default,mine]"], return_hydra_config=True)
+        used = project_choices(composed_from(cfg), project)
+    assert used == [f"callbacks=model_checkpoint from {project}/conf/callbacks/model_checkpoint.yaml (replaces dlrun's own)",
+                    f"callbacks=mine from {project}/conf/callbacks/mine.yaml"]
+    assert cfg.callbacks.model_checkpoint is None and "tensorboard" in cfg.callbacks
 
 
 def test_help_lists_project_options_beside_builtin_ones(project):
