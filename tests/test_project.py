@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from conftest import CONF_DIR, make_cfg, run_dlrun
 from dlrun.contracts import ContractError
+from dlrun.errors import DlrunError
 from dlrun.project import PROJECT_ENV, composed_from, prepare_argv, project_choices, swap_targets
 from dlrun.scaffold import ProjectExists, init_main, init_project
 from dlrun.tasks import build_loop
@@ -125,6 +126,20 @@ def test_a_class_rejecting_a_key_is_named_with_its_file_and_arguments(project, t
         build_loop(cfg, tmp_path / "run")
     assert re.search(r"model: tiny_nets.Tiny \(.*/proj/tiny_nets.py\) does not take model.\w+; "
                      r"it takes in_shape, num_classes", str(e.value))
+
+
+def test_contract_violations_name_the_users_function_and_file(project, tmp_path):
+    write(project, {"broken.py": "def arrays():\n    return 1, 2\n\n\ndef not_a_model(in_shape, num_classes):\n"
+                                 "    return 'net'\n\n\nclass Plain:\n    pass\n"})
+    file = re.escape(str(project / "broken.py"))
+    for overrides, message in (
+            (["+data.source._target_=broken.arrays"], rf"data.source: broken.arrays \({file}\) returned a tuple, "
+                                                      r"not a dlrun.data.source.Source"),
+            (["++model._target_=broken.not_a_model", "~model.activation", "~model.negative_slope", "~model.pool",
+              "~model.dropout", "~model.batchnorm"], rf"model: broken.not_a_model \({file}\) returned a str"),
+            (["+callbacks.mine._target_=broken.Plain"], rf"callbacks.mine=broken.Plain \({file}\) is not allowed")):
+        with pytest.raises(DlrunError, match=message):
+            build_loop(make_cfg(*FAST, *overrides), tmp_path / "run")
 
 
 def test_project_flag_and_env_name_the_folder(tmp_path, monkeypatch):
