@@ -24,9 +24,9 @@ def main() -> None:
     import sys
 
     from dlrun.distributed import agree_on_run_stamp
-    from dlrun.project import prepare_argv
+    from dlrun.project import project_argv
 
-    sys.argv[1:] = prepare_argv(sys.argv[1:])  # `dlrun init`, --project PATH, GROUP._target_ swaps
+    sys.argv[1:] = project_argv(sys.argv[1:])  # `dlrun init`, --project PATH, GROUP._target_ swaps
 
     agree_on_run_stamp()  # under torchrun: every rank resolves the same run folder
     _hydra_main()

@@ -125,7 +125,7 @@ def swap_targets(args: list[str]) -> list[str]:
     return out
 
 
-def prepare_argv(args: list[str]) -> list[str]:
+def project_argv(args: list[str]) -> list[str]:
     """`dlrun init [DIR]` runs here and exits; `--project PATH` becomes $DLRUN_PROJECT (child processes of the run,
     DDP ranks and sweep jobs, inherit it); target swaps are rewritten. Returns the arguments for Hydra."""
     if args[:1] == ["init"]:

@@ -155,7 +155,8 @@ def init_main(args: list[str]) -> int:
     try:
         written = init_project(folder)
     except ProjectExists as e:
-        print(f"error: dlrun init writes nothing over existing files: {e}", file=sys.stderr)
+        print(f"error: dlrun init writes nothing over existing files ({e}); name a new folder: dlrun init DIR",
+              file=sys.stderr)
         return 2
     except OSError as e:
         print(f"error: cannot write the project into {folder}: {e.strerror} ({e.filename})", file=sys.stderr)

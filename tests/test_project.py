@@ -16,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from conftest import CONF_DIR, make_cfg, run_dlrun
 from dlrun.contracts import ContractError
 from dlrun.errors import DlrunError
-from dlrun.project import PROJECT_ENV, composed_from, prepare_argv, project_choices, swap_targets
+from dlrun.project import PROJECT_ENV, composed_from, project_argv, project_choices, swap_targets
 from dlrun.scaffold import ProjectExists, init_main, init_project
 from dlrun.tasks import build_loop
 
@@ -144,13 +144,13 @@ def test_contract_violations_name_the_users_function_and_file(project, tmp_path)
 
 def test_project_flag_and_env_name_the_folder(tmp_path, monkeypatch):
     monkeypatch.delenv(PROJECT_ENV, raising=False)
-    assert prepare_argv(["--project", str(tmp_path), "seed=1"]) == ["seed=1"]
+    assert project_argv(["--project", str(tmp_path), "seed=1"]) == ["seed=1"]
     import os
 
     assert os.environ[PROJECT_ENV] == str(tmp_path.resolve())
     monkeypatch.setenv(PROJECT_ENV, str(tmp_path / "missing"))
     with pytest.raises(SystemExit) as e:
-        prepare_argv([])
+        project_argv([])
     assert e.value.code == 2
 
 
