@@ -80,7 +80,12 @@ def _hydra_main(cfg: DictConfig):
 
 
 def main() -> None:
+    import sys
+
     from dlrun.distributed import agree_on_run_stamp
+    from dlrun.project import project_argv
+
+    sys.argv[1:] = project_argv(sys.argv[1:])  # `dlrun init`, --project PATH, GROUP._target_ swaps
 
     try:
         sys.argv[1:] = prepare_argv(sys.argv[1:])

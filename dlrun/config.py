@@ -47,6 +47,7 @@ class DataConfig:
     mix_alpha: float = 1.0  # mixup/cutmix: lam ~ Beta(alpha, alpha)
     image_size: int = 64  # image_folder: images are resized to image_size x image_size
     stats_sample: int = 512  # image_folder: training images read to estimate the normalisation statistics
+    source: Any = None  # a project's own data: a `_target_` node returning dlrun.data.source.Source (docs/extending.md)
 
 
 @dataclass
@@ -347,5 +348,9 @@ def build(node, key: str, **kwargs):
         cause = e.__cause__
         if isinstance(cause, DlrunError):
             raise cause from None
+        from dlrun.contracts import signature_error
+
+        if (mismatch := signature_error(key, node, cause)) is not None:  # names the class, its file, its arguments
+            raise mismatch from None
         detail = str(cause or e).strip().splitlines()[0][:300]
         raise ConfigError(key, node.get("_target_"), f"could not be built: {detail}") from None

@@ -31,14 +31,9 @@ _KNOWN_SHAPES = {
 
 def data_info(cfg, seed: int):
     """The DataInfo a model is built from, without loading the dataset when its shape is known."""
-    import importlib
+    from dlrun.data import DataInfo, build_data, source_module
 
-    from dlrun.data import SOURCES, DataInfo, build_data
-    from dlrun.errors import ConfigError
-
-    if cfg.name not in SOURCES:
-        raise ConfigError("data.name", cfg.name, f"one of {', '.join(SOURCES)}")
-    module = importlib.import_module(SOURCES[cfg.name])
+    module = source_module(cfg)  # a built-in data.name, or the project's data.source
     if hasattr(module, "info"):  # a source may describe itself
         return module.info(cfg)
     if cfg.name in _KNOWN_SHAPES and not cfg.get("classes"):

@@ -20,3 +20,4 @@ def test_wheel_contains_every_config(tmp_path):
     assert len(configs) > 50
     assert configs <= names, sorted(configs - names)
     assert "dlrun/conf/config.yaml" in names and "dlrun/cli.py" in names
+    assert "hydra_plugins/dlrun_project/__init__.py" in names  # a project folder as a config source (Hydra plugin)

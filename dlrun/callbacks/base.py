@@ -55,7 +55,9 @@ def build_callbacks(cfg) -> dict[str, Callback]:
             continue
         cb = build(node, f"callbacks.{name}")
         if not isinstance(cb, Callback):
-            raise ConfigError(f"callbacks.{name}", node.get("_target_"), "must be a dlrun.callbacks.Callback subclass")
+            from dlrun.contracts import where
+
+            raise ConfigError(f"callbacks.{name}", where(node.get("_target_")), "must be a dlrun.callbacks.Callback subclass")
         callbacks[name] = cb
     return callbacks
 

@@ -65,9 +65,24 @@ SOURCES = {
 }
 
 
+class _ProjectSource:
+    """`data.source` (a `_target_` node of the user's): built with its own keys, it returns the Source."""
+
+    @staticmethod
+    def from_config(cfg, seed: int) -> Source:
+        from dlrun.config import build
+        from dlrun.contracts import check_type
+
+        src = build(cfg.source, "data.source")
+        check_type(src, Source, "data.source", cfg.source.get("_target_"), "dlrun.data.source.Source")
+        return src
+
+
 def source_module(cfg):
     import importlib
 
+    if cfg.get("source") is not None:
+        return _ProjectSource
     if cfg.name not in SOURCES:
         raise ConfigError("data.name", cfg.name, f"one of {', '.join(SOURCES)}")
     return importlib.import_module(SOURCES[cfg.name])

@@ -10,11 +10,15 @@ def build_model(cfg, info, init=None, pretrained: bool = True):
     model is built: `init` (a function of the model, the initializer group) first, so that it sets only
     what the pretrained file does not replace. `pretrained=False` skips the file (a checkpoint follows).
     """
+    import torch
+
     from dlrun.config import build
+    from dlrun.contracts import check_type
     from dlrun.transfer import freeze, load_pretrained, split_model_node
 
     node, spec, frozen = split_model_node(cfg)
     model = build(node, "model", in_shape=tuple(info.in_shape), num_classes=info.num_classes)
+    check_type(model, torch.nn.Module, "model", node.get("_target_"), "torch.nn.Module")
     if init is not None:
         init(model)
     if spec and pretrained:
