@@ -169,7 +169,7 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> float | None:
         # loss, MAE and RMSE (targets' units) came from evaluate, as in training; R² is scale-free
         metrics[f"{split}/r2"] = r2(target, outputs)
         write_json(run_dir / "eval.json", result)
-        _log_to_tensorboard(run_dir / "tb", None, metrics, step=int(state.get("epoch") or 0))
+        _log_to_tensorboard(run_dir, None, metrics, step=int(state.get("epoch") or 0))
         _print_metrics(result)
         return metrics[f"{split}/loss"]
 
@@ -184,7 +184,7 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> float | None:
     write_json(run_dir / "eval.json", result)
 
     fig = confusion_matrix_figure(cm, names, title=f"{split} split, {Path(path).name} (epoch {state.get('epoch')})")
-    _log_to_tensorboard(run_dir / "tb", fig, metrics, step=int(state.get("epoch") or 0))
+    _log_to_tensorboard(run_dir, fig, metrics, step=int(state.get("epoch") or 0))
     save_figure(fig, run_dir / "confusion_matrix.png")
     _print_metrics(result)
     _print_report(result)

@@ -92,7 +92,7 @@ def test_eval_command_on_the_val_split_matches_the_last_epoch_and_logs_the_pictu
     assert (run_dir / "confusion_matrix.png").is_file()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(run_dir / "tb"))
+    events = EventAccumulator(str(run_dir))
     events.Reload()
     assert "eval/confusion_matrix" in events.Tags()["images"]
     assert events.Images("eval/confusion_matrix")[0].width > 100

@@ -35,7 +35,7 @@ def test_smoke_run_writes_the_contract(tmp_path):
         assert ckpt["epoch"] in (1, 2) and "model" in ckpt and ckpt["config"]["trainer"]["max_epochs"] == 2
     assert not list((run_dir / "checkpoints").glob("*.tmp"))
 
-    acc = EventAccumulator(str(run_dir / "tb"))
+    acc = EventAccumulator(str(run_dir))
     acc.Reload()
     assert {"train/loss", "val/acc", "lr"} <= set(acc.Tags()["scalars"])
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]

@@ -9,7 +9,7 @@ A run writes, in its folder:
   metrics.jsonl    one row per step: {"step", "loss", "x", "y", "grad_norm", "lr"} (step 0 = the start)
   summary.json     status, duration, error, and "landscape": final point and value, steps to reach a minimum,
                    critical points with their second-derivative test
-  tb/              the loss, x, y per step as scalars and the plot as an image
+  events.out.*     TensorBoard: the loss, x, y per step as scalars and the plot as an image
 
 In a multirun (`-m optimizer=gd,momentum,adam`) every job also redraws `landscape_<surface>.png` in the
 sweep folder from all job folders finished so far, so after the last job it overlays all their paths.
@@ -258,7 +258,7 @@ def run(cfg: DictConfig, run_dir: Path):
               else [[c["x"], c["y"]] for c in critical if c["kind"] == "minimum"])
 
     metrics = MetricsLog(run_dir / "metrics.jsonl")
-    writer = SummaryWriter(str(run_dir / "tb"))
+    writer = SummaryWriter(str(run_dir))  # in the run folder: TensorBoard names the run by it
     tb_every = max(1, lc.steps // TB_POINTS)
 
     def on_step(step, point, loss, grad_norm):
