@@ -115,8 +115,8 @@ def _headers(columns: list[str], override_keys: list[str]) -> dict[str, str]:
 # -- fitting -------------------------------------------------------------------------------------------------
 def _table_width(widths: list[int]) -> int:
     """The printed width of `_make_table` with these column widths: one space of padding each side,
-    none at the outer edges, and a one-character rule between columns."""
-    return sum(widths) + 3 * max(len(widths) - 1, 0)
+    none at the outer edges, no rules between columns."""
+    return sum(widths) + 2 * max(len(widths) - 1, 0)
 
 
 def fit(columns: list[str], headers: dict, texts: dict, width: int | None, override_keys=()) -> tuple[list, dict]:
@@ -147,11 +147,11 @@ def fit(columns: list[str], headers: dict, texts: dict, width: int | None, overr
 
 
 def _make_table(title, caption):
-    from rich import box
     from rich.table import Table
 
-    return Table(title=title, caption=caption, title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD,
-                 show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=False)
+    # no rules: two spaces between columns leave room for one more column at 80
+    return Table(title=title, caption=caption, title_justify="left", caption_justify="left", box=None,
+                 header_style="bold underline", pad_edge=False, padding=(0, 1))
 
 
 def runs_table(rows: list[dict], width: int | None = None, columns: list[str] | None = None, title: str | None = None):
@@ -173,8 +173,8 @@ def runs_table(rows: list[dict], width: int | None = None, columns: list[str] | 
     for c in chosen:
         numeric = all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
                       for r in shown if r.get(c) is not None)
-        table.add_column(headers[c], justify="right" if numeric else "left", no_wrap=True, overflow="ignore",
-                         min_width=widths[c], max_width=widths[c])
+        table.add_column(headers[c], justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis",
+                         width=widths[c])
     for r, row in zip(shown, zip(*(texts[c] for c in chosen)) if chosen else []):
         table.add_row(*(shorten_middle(t, widths[c]) for c, t in zip(chosen, row)),
                       style=STATUS_STYLE.get(r.get("status"), ""))

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,22 @@ def job_dirs(sweep):
     return sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "summary.json").is_file())
 
 
+def tb_hparams(run):
+    """The HPARAMS a run wrote, read back with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    return plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+
+
+def combos_seen(rows):
+    return {tuple(o.split("=")[1] for o in sorted(r["overrides"].split()) if o.startswith(("model=", "optimizer=")))
+            for r in rows}
+
+
 def test_four_job_sweep_writes_folders_csv_and_table(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_dlrun("-m", *SWEEP_TINY, "optimizer=sgd,adam", "model=mlp,lenet", f"hydra.sweep.dir={sweep}")
@@ -38,9 +55,17 @@ def test_four_job_sweep_writes_folders_csv_and_table(tmp_path):
     # sorted by the monitored metric, best first
     values = [float(r["best/val/acc"]) for r in rows]
     assert values == sorted(values, reverse=True)
-    # a status line per job as it ends, then the table
+    # a status line per job as it ends, then the table: a column per swept key, the folder whole on its line
     assert sum(line.startswith("job ") for line in proc.stdout.splitlines()) == 4
-    assert f"sweep {sweep}" in proc.stdout.replace("\n", "")
+    assert re.search(r"^run +optimizer +model +status +best/val/acc +test/loss +test/acc", proc.stdout, re.M)
+    assert str(sweep) in proc.stdout.splitlines()
+    # job folders (and so TensorBoard's run names) say what differs, not what every job shares
+    assert {p.name.split("_", 1)[1] for p in job_dirs(sweep)} == {
+        f"model-{m}_optimizer-{o}" for m in ("lenet", "mlp") for o in ("adam", "sgd")}
+    hparams = [tb_hparams(job) for job in job_dirs(sweep)]
+    assert {(hp["model"].string_value, hp["optimizer"].string_value) for hp in hparams} == combos_seen(rows)
+    assert all(hp["data.size"].number_value == 128 for hp in hparams)  # overridden on the command line
+    assert not [k for hp in hparams for k in hp if k.startswith("callbacks.model_checkpoint")]
     manifest = json.loads((sweep / "sweep.json").read_text())
     assert len(manifest["jobs"]) == 4
 
