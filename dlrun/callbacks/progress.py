@@ -39,7 +39,7 @@ def fit_parts(parts: list[tuple[str, str, int]], width: int | None) -> str:
 
 def _metric_part(key: str, value: float) -> tuple[str, str, int]:
     short = key.removeprefix("train/")
-    priority = 1 if key.startswith("val/") else 3 if key.startswith("train/") else 8
+    priority = 2 if key.startswith("val/") else 3 if key.startswith("train/") else 8
     return f"{key}={value:.4f}", f"{short}={value:.4f}", priority
 
 
@@ -52,7 +52,7 @@ def epoch_parts(loop, metrics: dict, elapsed: float | None = None, eta: float | 
     if elapsed is not None:
         parts.append((f"elapsed {clock(elapsed)}",) * 2 + (4,))
     if eta is not None:
-        parts.append((f"run eta {clock(eta)}", f"eta {clock(eta)}", 2))
+        parts.append((f"run eta {clock(eta)}", f"eta {clock(eta)}", 1))
     return parts
 
 
@@ -77,10 +77,9 @@ class PlainProgress(Callback):
     def on_epoch_start(self, loop) -> None:
         self._epoch_started = time.monotonic()
 
-    def eta(self, loop, fraction_of_epoch: float = 0.0) -> float | None:
+    def eta(self, loop, fraction_of_epoch: float, now: float) -> float | None:
         """Seconds to the end of the run: the mean epoch (validation included) times the epochs left; in the
         first epoch, from the training speed so far."""
-        now = time.monotonic()
         left = loop.cfg.trainer.max_epochs - loop.epoch - fraction_of_epoch
         if self._epochs_done:
             return left * self._time_in_epochs / self._epochs_done
@@ -96,7 +95,7 @@ class PlainProgress(Callback):
             self._time_in_epochs += now - self._epoch_started
             self._epochs_done += 1
         elapsed = now - self._started if self._started is not None else None
-        eta = self.eta(loop)
+        eta = self.eta(loop, 0.0, now)
         width = console.width - 1 if console.is_terminal else None
         log.info(epoch_line(loop, metrics, elapsed, eta),
                  extra={"console_text": epoch_line(loop, metrics, elapsed, eta, width)})
@@ -137,15 +136,15 @@ class RichProgress(PlainProgress):
         total = len(loop.data.train)
         return min(total, loop.cfg.trainer.limit_train_batches) if loop.cfg.trainer.limit_train_batches else total
 
-    def _draw(self, loop, done: int, loss: str, rate: str) -> None:
+    def _draw(self, loop, done: int, loss: str, rate: str, now: float) -> None:
         """Fit the text after the bar to the terminal, then give the bar what is left."""
         total = self._total(loop)
         epoch = f"epoch {loop.epoch + 1}/{loop.cfg.trainer.max_epochs}"
-        eta = self.eta(loop, done / total if total else 0.0)
+        eta = self.eta(loop, done / total if total else 0.0, now)
         parts = [(f"{done}/{total}",) * 2 + (1,), (f"loss {loss}",) * 2 + (3,)]
         if rate:
             parts.append((f"{rate} samples/s", f"{rate}/s", 5))
-        parts.append((f"elapsed {clock(time.monotonic() - self._started)}",) * 2 + (4,))
+        parts.append((f"elapsed {clock(now - self._started)}",) * 2 + (4,))
         parts.append((f"run eta {clock(eta)}" if eta is not None else "run eta -", f"eta {clock(eta)}" if eta is not None else "", 2))
         width = self.progress.console.width - 1  # the last column would make some terminals wrap
         after = fit_parts([p for p in parts if p[1]], width - len(epoch) - 2 - self.MIN_BAR)
@@ -159,7 +158,7 @@ class RichProgress(PlainProgress):
             self.progress.remove_task(self.task)
         self.task = self.progress.add_task("", total=self._total(loop), completed=loop.batch_in_epoch, epoch="",
                                            after="")
-        self._draw(loop, loop.batch_in_epoch, "-", "")
+        self._draw(loop, loop.batch_in_epoch, "-", "", self._epoch_started)
 
     def on_batch_end(self, loop, batch_index: int, loss) -> None:
         now = time.monotonic()
@@ -168,7 +167,7 @@ class RichProgress(PlainProgress):
         self._drawn = now
         task = self.progress.tasks[-1]
         rate = f"{task.speed * loop.data.train.batch_size:,.0f}" if task.speed else ""
-        self._draw(loop, batch_index + 1, f"{loss.item():.4f}", rate)
+        self._draw(loop, batch_index + 1, f"{loss.item():.4f}", rate, now)
 
     def on_fit_end(self, loop, summary: dict) -> None:
         if self.progress is not None:
