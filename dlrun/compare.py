@@ -156,7 +156,7 @@ def _dash_values(argv: list[str], options=("--sort",)) -> list[str]:
 
 
 def main(argv=None) -> int:
-    from dlrun.table import FORMATS, display_rows, print_table, priority_columns, resolve_columns
+    from dlrun.table import FORMATS, display_rows, override_keys, print_table, priority_columns, resolve_columns
 
     ap = argparse.ArgumentParser(prog="dlrun-compare", description="Compare dlrun runs found under folders.")
     ap.add_argument("folders", nargs="+", help="run folders, sweep folders, or any folder above them")
@@ -176,8 +176,8 @@ def main(argv=None) -> int:
     if not rows:
         print("error: no dlrun runs (folders with summary.json) found", file=sys.stderr)
         return 2
-    shown, override_keys, _ = display_rows(rows)
-    available = list(dict.fromkeys(priority_columns(shown, override_keys) + columns_of(rows)))
+    shown, differing, _ = display_rows(rows)
+    available = list(dict.fromkeys(priority_columns(shown, differing) + columns_of(rows) + override_keys(rows)))
     columns, unknown = resolve_columns(args.columns.split(","), available) if args.columns else (None, [])
     sort, bad = (resolve_columns([args.sort.lstrip("-")], available) if args.sort else ([None], []))
     if unknown or bad:

@@ -54,19 +54,37 @@ def _parse_override(item: str) -> tuple[str, str]:
     return key.lstrip("+"), value if eq else ""
 
 
+def override_keys(rows: list[dict]) -> list[str]:
+    """Every key any row overrides, in order of appearance."""
+    keys = []
+    for r in rows:
+        keys += [k for k, _ in map(_parse_override, (r.get("overrides") or "").split()) if k not in keys]
+    return keys
+
+
 def split_overrides(rows: list[dict]) -> tuple[list[str], list[str], list[dict]]:
     """(keys whose value differs between rows, overrides every row shares, each row's {key: value})."""
     per_row = [dict(_parse_override(o) for o in (r.get("overrides") or "").split()) for r in rows]
-    keys = []
-    for d in per_row:
-        keys += [k for k in d if k not in keys]
-    differing = [k for k in keys if len({d.get(k) for d in per_row}) > 1]
+    differing = [k for k in override_keys(rows) if len({d.get(k) for d in per_row}) > 1]
     sets = [set((r.get("overrides") or "").split()) for r in rows]
     common = sorted(set.intersection(*sets)) if len(rows) > 1 else []
     return differing, common, per_row
 
 
 # -- columns -------------------------------------------------------------------------------------------------
+def common_folder(runs: list[str]) -> str:
+    """The folder all runs are in (`multiruns/<stamp>/`), which the table says once, not on every row."""
+    parts = [str(r).split("/")[:-1] for r in runs]
+    if len(runs) < 2 or not all(parts):
+        return ""
+    common = []
+    for names in zip(*parts):
+        if len(set(names)) > 1:
+            break
+        common.append(names[0])
+    return "/".join(common) + "/" if common else ""
+
+
 def display_rows(rows: list[dict]) -> tuple[list[dict], list[str], list[str]]:
     """Rows with one column per differing override key; (rows, those keys, the shared overrides)."""
     differing, common, per_row = split_overrides(rows)
@@ -74,6 +92,11 @@ def display_rows(rows: list[dict]) -> tuple[list[dict], list[str], list[str]]:
         common = (rows[0].get("overrides") or "").split()
     shown = [{**{k: d.get(k, "") for k in differing}, **r} for r, d in zip(rows, per_row)]
     return shown, differing, common
+
+
+def _relative_runs(shown: list[dict]) -> tuple[list[dict], str]:
+    folder = common_folder([r.get("run", "") for r in shown])
+    return [{**r, "run": str(r.get("run", ""))[len(folder):]} for r in shown] if folder else shown, folder
 
 
 def priority_columns(rows: list[dict], override_keys: list[str]) -> list[str]:
@@ -157,22 +180,22 @@ def _make_table(title, caption):
 def runs_table(rows: list[dict], width: int | None = None, columns: list[str] | None = None, title: str | None = None):
     """A rich Table of `rows` no wider than `width` (None: every column, full width)."""
     shown, override_keys, common = display_rows(rows)
+    shown, folder = _relative_runs(shown)
     all_columns = priority_columns(shown, override_keys)
     columns = columns or all_columns
     headers = _headers(columns, override_keys)
-    texts = {c: [cell(r.get(c), c) for r in shown] for c in columns}
+    texts = {c: [cell(column_value(r, c), c) for r in shown] for c in columns}
     chosen, widths = fit(columns, headers, texts, width, override_keys)
-    notes = []
+    notes = [f"runs in {folder}"] if folder else []
     if common:
         notes.append("all runs: " + " ".join(common))
     left_out = [c for c in columns if c not in chosen]
     if left_out:
-        notes.append(f"not shown ({len(left_out)}, too wide): {', '.join(left_out)}; "
-                     "choose with --columns, or pipe / --format csv for all")
+        notes.append(f"too wide to show: {', '.join(left_out)} (--columns chooses)")
     table = _make_table(title, "\n".join(notes) or None)
     for c in chosen:
-        numeric = all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
-                      for r in shown if r.get(c) is not None)
+        values = [v for v in (column_value(r, c) for r in shown) if v is not None]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         table.add_column(headers[c], justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis",
                          width=widths[c])
     for r, row in zip(shown, zip(*(texts[c] for c in chosen)) if chosen else []):
@@ -211,11 +234,11 @@ def render(rows: list[dict], fmt: str, columns: list[str] | None = None) -> str:
         shown, override_keys, _ = display_rows(rows)
         cols = columns or priority_columns(shown, override_keys)
         lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(cell(r.get(c), c).replace("|", "\\|") for c in cols) + " |" for r in shown]
+        lines += ["| " + " | ".join(cell(column_value(r, c), c).replace("|", "\\|") for c in cols) + " |" for r in shown]
         return "\n".join(lines) + "\n"
     if columns:  # an override key chosen as a column: its value per row
         shown = display_rows(rows)[0]
-        rows = [{c: r.get(c) for c in columns} for r in shown]
+        rows = [{c: column_value(r, c) for c in columns} for r in shown]
     cols = columns or raw_columns(rows)
     if fmt == "json":
         return json.dumps([{c: r.get(c) for c in cols} for r in rows], indent=1) + "\n"

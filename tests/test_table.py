@@ -74,7 +74,7 @@ def test_the_table_fits_the_terminal_without_splitting_a_cell(sweep, width):
     assert "all runs: data.batch_size=32 data=digits trainer.max_epochs=2" in " ".join(lines)
     if width == 80:  # long run names are shortened in the middle: the number and the tail stay
         assert re.match(r"^2_model-\S*…\S*tail_2 ", body[0]), body[0]
-        assert "not shown" in " ".join(lines)  # what did not fit is named, not dropped in silence
+        assert "too wide to show: " in " ".join(lines)  # what did not fit is named, not dropped in silence
     else:
         assert "time_s" in header
 
@@ -110,9 +110,15 @@ def test_default_order_is_best_first_by_the_monitors_mode(sweep, tmp_path):
 
 
 def run_compare(capsys, *argv) -> tuple[int, str, str]:
-    code = main(list(argv))
+    """`dlrun-compare ARGV` in-process, its output piped (not a terminal)."""
+    import dlrun.console
+
+    table = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dlrun.console, "console", Console(file=table, width=80))
+        code = main(list(argv))
     out, err = capsys.readouterr()
-    return code, out, err
+    return code, table.getvalue() + out, err
 
 
 def test_sort_descending_as_written_and_ascending(sweep, capsys):
@@ -147,7 +153,7 @@ def readme_compare_commands() -> list[str]:
     commands = []
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", page.read_text(), flags=re.S)
-        commands += [line.split("#")[0].strip() for b in blocks for line in b.splitlines()
+        commands += [re.split(r" # | > | \| ", line)[0].strip() for b in blocks for line in b.splitlines()
                      if line.strip().startswith("dlrun-compare ")]
     return commands
 
