@@ -191,7 +191,7 @@ def _fmt(v: float) -> str:
 def _print_tables(record: dict, result: dict) -> None:
     from rich.table import Table
 
-    from dlrun.console import console
+    from dlrun.console import show
 
     table = Table(title=f"landscape {record['surface']}: f = {record['formula']}", show_header=False,
                   title_justify="left")
@@ -212,7 +212,7 @@ def _print_tables(record: dict, result: dict) -> None:
     table.add_row("final point", f"({final['x']:.6g}, {final['y']:.6g})")
     table.add_row("final f", f"{final['loss']:.6g}")
     table.add_row("final |∇f|", f"{final['grad_norm']:.3g}")
-    console.print(table)
+    show(table)
 
     points = result["critical_points"]
     crit = Table(title="critical points (Newton's method from a grid of starts; R = f_xx, S = f_xy, T = f_yy)",
@@ -230,7 +230,7 @@ def _print_tables(record: dict, result: dict) -> None:
                         + ", ".join(f"{n} {k}" for k, n in kinds.items() if n) + "; all in summary.json")
     if not points:
         crit.caption = "none found in the box"
-    console.print(crit)
+    show(crit)
 
 
 def run(cfg: DictConfig, run_dir: Path):
