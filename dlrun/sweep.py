@@ -41,6 +41,18 @@ def threads_per_job() -> int:
     return max(1, (os.cpu_count() or 1) // n_jobs) if n_jobs > 1 else 0
 
 
+def shared_overrides(command_line: list[str]) -> list[str]:
+    """The command line's overrides that every job of the sweep gets as they are: not a sweep
+    (`a,b`, `range(...)`), and of a key that no sweep on the command line also sets."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(command_line)
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    shared = [o for o in parsed if not o.is_sweep_override() and o.key_or_group not in swept]
+    # as the job sees them: the sweeper writes `key=value` again from the parsed override
+    return [o.input_line for o in shared] + [f"{o.get_key_element()}={o.get_value_element_as_str()}" for o in shared]
+
+
 def swept_overrides(overrides) -> list[str]:
     """A job's overrides less those every job of its sweep shares: what tells this job from the others."""
     shared = set(json.loads(os.environ.get(SHARED_ENV, "[]")))
@@ -97,7 +109,7 @@ class SweepReport(HydraCallback):
         from dlrun.config import run_stamp
 
         os.environ["DLRUN_RUN_STAMP"] = run_stamp()
-        os.environ[SHARED_ENV] = json.dumps(list(config.hydra.overrides.task))
+        os.environ[SHARED_ENV] = json.dumps(shared_overrides(list(config.hydra.overrides.task)))
 
     def on_job_end(self, config, job_return, **kwargs) -> None:
         if not in_multirun():

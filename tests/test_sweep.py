@@ -175,3 +175,16 @@ def test_landscape_runs_compare_by_their_lowest_loss(tmp_path):
     losses = [r["best/landscape/loss"] for r in rows]
     assert losses == sorted(losses) and all(isinstance(v, float) for v in losses)  # lowest first
     assert rows[0]["steps"] == 50 and "final_x" in rows[0]
+
+
+def test_sweep_job_folders_are_named_by_what_differs(monkeypatch):
+    from dlrun.sweep import SHARED_ENV, job_tag, shared_overrides
+
+    command_line = ["data=digits", "data.shape=[1,8,8]", "trainer.max_epochs=1", "trainer.max_epochs=1,12",
+                    "optimizer=sgd,adam"]
+    monkeypatch.setenv(SHARED_ENV, json.dumps(shared_overrides(command_line)))
+    job = ["data=digits", "data.shape=[1,8,8]", "trainer.max_epochs=1", "trainer.max_epochs=12", "optimizer=adam",
+           "hydra.run.dir=x"]
+    # a key swept on the command line is never dropped, even where one value equals a fixed override
+    assert job_tag(job, ["hydra.run.dir"]) == "_optimizer-adam_trainer.max_epochs-1_trainer.max_epochs-12"
+    assert job_tag(["data=digits", "optimizer.lr=0.01"], []) == "_optimizer.lr-0.01"  # an Optuna trial's own keys

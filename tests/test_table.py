@@ -168,3 +168,4 @@ def test_the_documented_dlrun_compare_commands_run_as_written(tmp_path, capsys, 
         code, out, err = run_compare(capsys, *argv)
         assert code == 0, f"{command}: {err}"
         assert out.strip() and "Traceback" not in out + err
+
