@@ -230,11 +230,13 @@ def raw_columns(rows: list[dict]) -> list[str]:
 
 def render(rows: list[dict], fmt: str, columns: list[str] | None = None) -> str:
     """csv and json hold the raw values of every field (or of `columns`); markdown is the table's columns."""
-    if fmt == "markdown":
-        shown, override_keys, _ = display_rows(rows)
+    if fmt == "markdown":  # the table's columns; the overrides all runs share in a line below, as in the table
+        shown, override_keys, common = display_rows(rows)
         cols = columns or priority_columns(shown, override_keys)
         lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(cell(column_value(r, c), c).replace("|", "\\|") for c in cols) + " |" for r in shown]
+        if common and not columns:
+            lines += ["", "All runs: " + " ".join(f"`{o}`" for o in common)]
         return "\n".join(lines) + "\n"
     if columns:  # an override key chosen as a column: its value per row
         shown = display_rows(rows)[0]

@@ -158,7 +158,7 @@ def test_compare_finds_runs_sorts_filters_and_formats(tmp_path):
     assert accs == sorted(accs)
     out = subprocess.run([sys.executable, "-m", "dlrun.compare", str(sweep), "--format", "markdown",
                           "--filter", "optimizer=adam"], capture_output=True, text=True).stdout
-    assert out.count("\n") == 3 and "optimizer=adam" in out and "optimizer=sgd" not in out
+    assert out.count("\n|") == 2 and "`optimizer=adam`" in out and "optimizer=sgd" not in out
     bad = subprocess.run([sys.executable, "-m", "dlrun.compare", str(tmp_path / "nope")], capture_output=True, text=True)
     assert bad.returncode == 2 and "no such folder" in bad.stderr
 

@@ -267,7 +267,7 @@ class TensorBoardLogger(Callback):
                 self.writer.add_scalar(key, value, loop.epoch)
             if loop.data.info.task == "classification":
                 self._add_confusion_matrix(loop)
-            self._add_hparams(loop, results)
+            self._add_hparams(loop)
         self.writer.close()
 
     # -- pictures --------------------------------------------------------------------------------------
@@ -338,7 +338,7 @@ class TensorBoardLogger(Callback):
         finally:
             model.train(was_training)
 
-    def _add_hparams(self, loop, results: dict) -> None:
+    def _add_hparams(self, loop) -> None:
         # into this run's own event file: the metrics are the scalars logged just above
         choices, overrides = hydra_context(loop.run_dir)
         for summary in hparams_summaries(run_hparams(loop.cfg, choices, overrides)):
