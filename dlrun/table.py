@@ -63,9 +63,12 @@ def override_keys(rows: list[dict]) -> list[str]:
 
 
 def split_overrides(rows: list[dict]) -> tuple[list[str], list[str], list[dict]]:
-    """(keys whose value differs between rows, overrides every row shares, each row's {key: value})."""
+    """(keys whose value differs between rows, most values first; overrides every row shares; each row's
+    {key: value})."""
     per_row = [dict(_parse_override(o) for o in (r.get("overrides") or "").split()) for r in rows]
-    differing = [k for k in override_keys(rows) if len({d.get(k) for d in per_row}) > 1]
+    distinct = {k: len({d.get(k) for d in per_row}) for k in override_keys(rows)}
+    # the keys with the most values first: in a mixed comparison those are the ones swept
+    differing = sorted((k for k, n in distinct.items() if n > 1), key=lambda k: -distinct[k])
     sets = [set((r.get("overrides") or "").split()) for r in rows]
     common = sorted(set.intersection(*sets)) if len(rows) > 1 else []
     return differing, common, per_row
@@ -142,9 +145,11 @@ def _table_width(widths: list[int]) -> int:
     return sum(widths) + 2 * max(len(widths) - 1, 0)
 
 
-def fit(columns: list[str], headers: dict, texts: dict, width: int | None, override_keys=()) -> tuple[list, dict]:
+def fit(columns: list[str], headers: dict, texts: dict, width: int | None, override_keys=(),
+        strict: bool = False) -> tuple[list, dict]:
     """(the columns that fit `width`, their widths). `run` is always kept; text columns (run, overrides,
-    error) may shrink down to a minimum, numbers and headers never."""
+    error) may shrink down to a minimum, numbers and headers never. `strict` (columns a user chose): taken
+    in their order."""
     natural = {c: max([len(headers[c]), *map(len, texts[c])]) for c in columns}
     if width is None:
         return columns, natural
@@ -153,10 +158,14 @@ def fit(columns: list[str], headers: dict, texts: dict, width: int | None, overr
         floor = _MIN_SHRUNK.get(c, _MIN_SHRUNK_OVERRIDE if c in override_keys else None)
         return natural[c] if floor is None else min(natural[c], max(floor, len(headers[c])))
 
+    # taken in this order while they fit (the run, its status and its result before the overrides, which can be
+    # many), shown in the order of `columns`
+    first = [] if strict else [c for c in columns if c in ("run", "status") or c.startswith("best/")]
     chosen = []
-    for c in columns:
+    for c in first + [c for c in columns if c not in first]:
         if c == "run" or _table_width([minimum(x) for x in chosen + [c]]) <= width:
             chosen.append(c)
+    chosen = [c for c in columns if c in chosen]
     widths = {c: minimum(c) for c in chosen}
     spare = width - _table_width(list(widths.values()))
     for c in chosen:  # give the room left back to the shrunk columns, most important first
@@ -182,10 +191,10 @@ def runs_table(rows: list[dict], width: int | None = None, columns: list[str] | 
     shown, override_keys, common = display_rows(rows)
     shown, folder = _relative_runs(shown)
     all_columns = priority_columns(shown, override_keys)
-    columns = columns or all_columns
+    strict, columns = bool(columns), columns or all_columns
     headers = _headers(columns, override_keys)
     texts = {c: [cell(column_value(r, c), c) for r in shown] for c in columns}
-    chosen, widths = fit(columns, headers, texts, width, override_keys)
+    chosen, widths = fit(columns, headers, texts, width, override_keys, strict)
     notes = [f"runs in {folder}"] if folder else []
     if common:
         notes.append("all runs: " + " ".join(common))
