@@ -79,6 +79,22 @@ def test_the_table_fits_the_terminal_without_splitting_a_cell(sweep, width):
         assert "time_s" in header
 
 
+def test_many_differing_overrides_never_push_out_the_status_and_the_result(sweep):
+    for i, run in enumerate(sorted(sweep.iterdir())):
+        path = run / ".hydra" / "overrides.yaml"
+        more = [f"optimizer.weight_decay=0.000{i}", f"model.hidden=[{i}00,{i}0]", f"seed={i}", f"data.size={i}000"]
+        path.write_text(yaml.safe_dump(yaml.safe_load(path.read_text()) + more))
+    console = terminal(80)
+    print_table(console, sort_rows(collect([sweep])))
+    lines = shown(console)
+    header = next(line for line in lines if line.startswith("run"))
+    assert max(map(len, lines)) <= 80
+    assert {"status", "best/val/acc"} <= set(header.split())
+    overrides = set(header.split()) & {"optimizer", "model", "weight_decay", "hidden", "seed", "size"}
+    left_out = " ".join(lines).split("too wide to show:")[1]
+    assert overrides and all(key in left_out for key in {"optimizer", "model", "seed"} - overrides)
+
+
 def test_piped_output_is_not_cut_to_80_columns(sweep):
     rows = sort_rows(collect([sweep]))
     piped = Console(file=io.StringIO(), width=80)  # what rich assumes for a pipe
