@@ -49,7 +49,7 @@ def test_the_rich_bar_fits_80_columns_and_shows_elapsed_and_run_eta(tiny_cfg, tm
     monkeypatch.setattr(dlrun.console, "console", terminal)
     monkeypatch.setattr(RichProgress, "REFRESH_SECONDS", 0.0)  # draw after every batch
     loop = build_loop(tiny_cfg("trainer.num_threads=1", "callbacks=none", "trainer.progress=rich",
-                               "data.batch_size=16"), tmp_path)
+                               "data.batch_size=64"), tmp_path)
     loop.fit()
     screens = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "\n", terminal.file.getvalue())  # cursor moves end a line
     lines = [line for line in re.split(r"[\r\n]", screens) if line.strip()]
