@@ -56,10 +56,10 @@ def _parse_override(item: str) -> tuple[str, str]:
 
 def override_keys(rows: list[dict]) -> list[str]:
     """Every key any row overrides, in order of appearance."""
-    keys = []
+    keys = {}
     for r in rows:
-        keys += [k for k, _ in map(_parse_override, (r.get("overrides") or "").split()) if k not in keys]
-    return keys
+        keys.update((k, None) for k, _ in map(_parse_override, (r.get("overrides") or "").split()))
+    return list(keys)
 
 
 def split_overrides(rows: list[dict]) -> tuple[list[str], list[str], list[dict]]:
