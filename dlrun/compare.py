@@ -7,8 +7,6 @@ A run folder is any folder with a summary.json; its overrides come from Hydra's
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -16,9 +14,6 @@ from pathlib import Path
 import yaml
 
 from dlrun.metrics import mode_for
-
-BASE_COLUMNS = ["run", "overrides", "status", "epochs", "best_epoch"]
-
 
 def find_runs(folders) -> list[Path]:
     runs = set()
@@ -101,7 +96,10 @@ def collect(folders) -> list[dict]:
 
 
 def sort_rows(rows: list[dict], key: str | None = None) -> list[dict]:
-    """By `key` (a column; '-key' reverses), else by the monitored metric, best first; missing values last."""
+    """By `key` (a column or override key; '-key' reverses), else by the monitored metric, best first;
+    missing values last."""
+    from dlrun.table import column_value
+
     if key is None:
         monitors = {r["monitor"] for r in rows}
         if len(monitors) != 1:
@@ -109,13 +107,14 @@ def sort_rows(rows: list[dict], key: str | None = None) -> list[dict]:
         monitor = monitors.pop()
         key = f"best/{monitor}" if mode_for(monitor) == "min" else f"-best/{monitor}"
     reverse = key.startswith("-")
-    key = key.lstrip("-")
-    present = [r for r in rows if isinstance(r.get(key), (int, float))]
-    missing = [r for r in rows if not isinstance(r.get(key), (int, float))]
-    if not present and missing and any(key in r for r in rows):
-        present, missing = sorted(missing, key=lambda r: str(r.get(key))), []
+    key = key[1:] if reverse else key
+    value = {id(r): column_value(r, key) for r in rows}
+    present = [r for r in rows if isinstance(value[id(r)], (int, float))]
+    missing = [r for r in rows if not isinstance(value[id(r)], (int, float))]
+    if not present and missing and any(value[id(r)] is not None for r in rows):
+        present, missing = sorted(missing, key=lambda r: str(value[id(r)])), []
         return present[::-1] if reverse else present
-    return sorted(present, key=lambda r: r[key], reverse=reverse) + missing
+    return sorted(present, key=lambda r: value[id(r)], reverse=reverse) + missing
 
 
 def filter_rows(rows: list[dict], filters: list[str]) -> list[dict]:
@@ -127,56 +126,16 @@ def filter_rows(rows: list[dict], filters: list[str]) -> list[dict]:
 
 
 def columns_of(rows: list[dict]) -> list[str]:
-    cols = list(BASE_COLUMNS)
-    for r in rows:
-        cols += [k for k in r if k not in cols and k not in ("monitor", "error")]
-    if any(r.get("error") for r in rows):
-        cols.append("error")
-    return cols
+    from dlrun.table import raw_columns
+
+    return raw_columns(rows)
 
 
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return "" if value is None else str(value)
+def render(rows: list[dict], fmt: str = "csv", columns: list[str] | None = None) -> str:
+    """csv | markdown | json text of the rows (the terminal table: dlrun.table.print_table)."""
+    from dlrun.table import render as render_rows
 
-
-def render(rows: list[dict], fmt: str = "table", title: str = "runs") -> str:
-    cols = columns_of(rows)
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buf.getvalue()
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in rows]
-        return "\n".join(lines) + "\n"
-    buf = io.StringIO()
-    from rich.console import Console
-
-    Console(file=buf, width=200, force_terminal=False).print(rich_table(rows, title))
-    return buf.getvalue()
-
-
-def rich_table(rows: list[dict], title: str = "runs"):
-    """The terminal table: overrides shared by every run go to the caption, each row shows what differs."""
-    from rich.table import Table
-
-    override_sets = [r["overrides"].split() for r in rows]
-    common = set.intersection(*map(set, override_sets)) if len(rows) > 1 else set()
-    table = Table(title=title, title_justify="left", caption=" ".join(sorted(common)) or None, caption_justify="left")
-    cols = columns_of(rows)
-    for c in cols:
-        # folder names repeat the overrides: keep them short, wrap the overrides instead
-        table.add_column(c, overflow="ellipsis" if c == "run" else "fold", max_width=12 if c == "run" else None,
-                         min_width=24 if c == "overrides" else None, no_wrap=c == "run")
-    style = {"completed": "green", "stopped_early": "green", "interrupted": "yellow", "failed": "red"}
-    for r, overrides in zip(rows, override_sets):
-        shown = {**r, "overrides": " ".join(o for o in overrides if o not in common)}
-        table.add_row(*(_cell(shown.get(c)) for c in cols), style=style.get(r.get("status"), ""))
-    return table
+    return render_rows(rows, fmt, columns)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -186,14 +145,29 @@ def write_csv(rows: list[dict], path: Path) -> None:
     atomic_write(Path(path), lambda f: f.write(text), mode="w")
 
 
+def _dash_values(argv: list[str], options=("--sort",)) -> list[str]:
+    """`--sort -test/acc` as written: argparse would take `-test/acc` for an option."""
+    out = []
+    for arg in argv:
+        if out and out[-1] in options and arg.startswith("-") and not arg.startswith("--"):
+            arg = f"{out.pop()}={arg}"
+        out.append(arg)
+    return out
+
+
 def main(argv=None) -> int:
+    from dlrun.table import FORMATS, display_rows, override_keys, print_table, priority_columns, resolve_columns
+
     ap = argparse.ArgumentParser(prog="dlrun-compare", description="Compare dlrun runs found under folders.")
     ap.add_argument("folders", nargs="+", help="run folders, sweep folders, or any folder above them")
-    ap.add_argument("--sort", help="column to sort by ('-col' for descending); default: the monitored metric")
+    ap.add_argument("--sort", help="column to sort by, ascending ('-COLUMN': descending); default: the monitored "
+                                   "metric, best first")
     ap.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                     help="keep runs whose column or override KEY equals VALUE (repeatable)")
-    ap.add_argument("--format", choices=["table", "csv", "markdown"], default="table")
-    args = ap.parse_args(argv)
+    ap.add_argument("--columns", metavar="A,B,C", help="the columns to show, in this order (default: by priority, "
+                                                       "as many as the terminal fits)")
+    ap.add_argument("--format", choices=FORMATS, default="table")
+    args = ap.parse_args(_dash_values(list(sys.argv[1:] if argv is None else argv)))
     missing = [f for f in args.folders if not Path(f).exists()]
     if missing:
         print(f"error: no such folder: {', '.join(missing)}", file=sys.stderr)
@@ -202,17 +176,22 @@ def main(argv=None) -> int:
     if not rows:
         print("error: no dlrun runs (folders with summary.json) found", file=sys.stderr)
         return 2
-    bad = args.sort and args.sort.lstrip("-") not in columns_of(rows)
-    if bad:
-        print(f"error: --sort {args.sort}: no such column; columns are {', '.join(columns_of(rows))}", file=sys.stderr)
+    shown, differing, _ = display_rows(rows)
+    available = list(dict.fromkeys(priority_columns(shown, differing) + columns_of(rows) + override_keys(rows)))
+    columns, unknown = resolve_columns(args.columns.split(","), available) if args.columns else (None, [])
+    sort, bad = (resolve_columns([args.sort.lstrip("-")], available) if args.sort else ([None], []))
+    if unknown or bad:
+        option = "--columns" if unknown else "--sort"
+        print(f"error: {option} {', '.join(unknown or bad)}: no such column; columns are {', '.join(available)}",
+              file=sys.stderr)
         return 2
-    rows = sort_rows(rows, args.sort)
+    rows = sort_rows(rows, sort[0] and ("-" if args.sort.startswith("-") else "") + sort[0])
     if args.format == "table":
         from dlrun.console import console
 
-        console.print(rich_table(rows))
+        print_table(console, rows, columns)
     else:
-        sys.stdout.write(render(rows, args.format))
+        sys.stdout.write(render(rows, args.format, columns))
     return 0
 
 

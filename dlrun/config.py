@@ -142,6 +142,9 @@ def register_configs() -> None:
     if not OmegaConf.has_resolver("dlrun_stamp"):
         OmegaConf.register_new_resolver("dlrun_stamp", run_stamp)
         OmegaConf.register_new_resolver("dlrun_tag", _short_tag)
+        from dlrun.sweep import job_tag
+
+        OmegaConf.register_new_resolver("dlrun_job_tag", job_tag)  # a sweep job's folder: what differs
 
 
 def _check(ok: bool, key: str, value, allowed: str) -> None:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
 from dlrun import checkpoint
-from dlrun.console import console
+from dlrun.console import show
 from dlrun.data import DataInfo, build_data
 from dlrun.device import autocast, autocast_dtype, select_device
 from dlrun.errors import CheckpointError, ConfigError, DataError
@@ -169,7 +169,7 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> float | None:
         # loss, MAE and RMSE (targets' units) came from evaluate, as in training; R² is scale-free
         metrics[f"{split}/r2"] = r2(target, outputs)
         write_json(run_dir / "eval.json", result)
-        _log_to_tensorboard(run_dir / "tb", None, metrics, step=int(state.get("epoch") or 0))
+        _log_to_tensorboard(run_dir, None, metrics, step=int(state.get("epoch") or 0))
         _print_metrics(result)
         return metrics[f"{split}/loss"]
 
@@ -184,7 +184,7 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> float | None:
     write_json(run_dir / "eval.json", result)
 
     fig = confusion_matrix_figure(cm, names, title=f"{split} split, {Path(path).name} (epoch {state.get('epoch')})")
-    _log_to_tensorboard(run_dir / "tb", fig, metrics, step=int(state.get("epoch") or 0))
+    _log_to_tensorboard(run_dir, fig, metrics, step=int(state.get("epoch") or 0))
     save_figure(fig, run_dir / "confusion_matrix.png")
     _print_metrics(result)
     _print_report(result)
@@ -203,14 +203,14 @@ def _log_to_tensorboard(tb_dir: Path, fig, metrics: dict, step: int) -> None:
 
 
 def _print_metrics(result: dict) -> None:
-    console.print(f"eval of {result['checkpoint']} (epoch {result['epoch']}) on the {result['split']} split, "
-                  f"{result['samples']} samples", markup=False)
     table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     for key, value in result["metrics"].items():
         table.add_row(key, f"{value:.4f}")
-    console.print(table)
+    # the checkpoint's path whole on its own line, never broken mid-word
+    show(f"eval on the {result['split']} split ({result['samples']} samples) of the epoch {result['epoch']} "
+         "checkpoint:", str(result["checkpoint"]), table)
 
 
 def _print_report(result: dict) -> None:
@@ -227,7 +227,7 @@ def _print_report(result: dict) -> None:
     table.add_section()
     for average, r in result["averages"].items():
         row(f"{average} avg", r, style="italic")
-    console.print(table)
+    show(table)
 
 
 # -- task=predict ---------------------------------------------------------------------------------------
@@ -349,12 +349,12 @@ def run_predict(cfg: DictConfig, run_dir: Path) -> None:
         writer.writerow(header)
         writer.writerows(rows)
 
-    table = Table(title=f"predictions of {path} (epoch {state.get('epoch')})", title_justify="left")
+    table = Table()
     table.add_column("input", overflow="fold")
     table.add_column("prediction" if info.task == "regression" else f"top-{k} (probability)")
     for row in shown[:MAX_ROWS_SHOWN]:
         table.add_row(*row)
     if len(shown) > MAX_ROWS_SHOWN:
         table.caption = f"{len(shown) - MAX_ROWS_SHOWN} more in {csv_path}"
-    console.print(table)
+    show(f"predictions of the epoch {state.get('epoch')} checkpoint:", str(path), table)
     log.info("wrote %d predictions to %s", len(rows), csv_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from dlrun.console import console
+from dlrun.console import show
 
 _STATUS_STYLE = {"completed": "green", "stopped_early": "green", "interrupted": "yellow", "failed": "red"}
 
@@ -32,5 +32,5 @@ def print_run_summary(summary: dict, extra: dict | None = None) -> None:
         table.add_row(key, str(value))
     if summary.get("error"):
         table.add_row("error", summary["error"])
-    table.add_row("run folder", summary["run_dir"])
-    console.print(table)
+    # the run folder whole, on a line of its own: the one thing a user copies
+    show(table, "run folder:", str(summary["run_dir"]))

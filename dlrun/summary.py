@@ -16,7 +16,7 @@ import torch
 from rich.table import Table
 from torch import nn
 
-from dlrun.console import console
+from dlrun.console import show
 
 log = logging.getLogger("dlrun")
 
@@ -136,7 +136,7 @@ def print_summary(s: ModelSummary, title: str | None = None) -> None:
         trainable = "" if not r.params else ("yes" if r.trainable == r.params else "no" if not r.trainable else "part")
         table.add_row(f"{r.name} ({r.kind})", str(("None", *r.output_shape)).replace("'", ""), _count(r.params),
                       trainable, _macs(r.macs) if r.macs else "")
-    console.print(table)
+    show(table)
     totals = Table(show_header=False, box=None)
     totals.add_column(style="bold")
     totals.add_column(justify="right")
@@ -146,7 +146,7 @@ def print_summary(s: ModelSummary, title: str | None = None) -> None:
     totals.add_row("Non-trainable params", f"{s.total_params - s.trainable_params:,}")
     totals.add_row("Params size (MB)", f"{s.param_mb:.2f}")
     totals.add_row("MACs per sample", f"{s.macs:,} ({_macs(s.macs)})")
-    console.print(totals)
+    show(totals)
 
 
 def run(cfg, run_dir: Path):

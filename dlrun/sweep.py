@@ -18,6 +18,7 @@ from hydra.experimental.callback import Callback as HydraCallback
 log = logging.getLogger("dlrun")
 
 MANIFEST = "sweep.json"
+SHARED_ENV = "DLRUN_SWEEP_SHARED"  # the sweep's command-line overrides, which every job shares
 _KEEP_ON_RETRY = {".hydra", "dlrun.log"}  # the new attempt's config and the log that spans attempts
 
 
@@ -38,6 +39,32 @@ def threads_per_job() -> int:
     if n_jobs == -1:
         n_jobs = os.cpu_count() or 1
     return max(1, (os.cpu_count() or 1) // n_jobs) if n_jobs > 1 else 0
+
+
+def shared_overrides(command_line: list[str]) -> list[str]:
+    """The command line's overrides that every job of the sweep gets as they are: not a sweep
+    (`a,b`, `range(...)`), and of a key that no sweep on the command line also sets."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(command_line)
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    shared = [o for o in parsed if not o.is_sweep_override() and o.key_or_group not in swept]
+    # as the job sees them: the sweeper writes `key=value` again from the parsed override
+    return [o.input_line for o in shared] + [f"{o.get_key_element()}={o.get_value_element_as_str()}" for o in shared]
+
+
+def swept_overrides(overrides) -> list[str]:
+    """A job's overrides less those every job of its sweep shares: what tells this job from the others."""
+    shared = set(json.loads(os.environ.get(SHARED_ENV, "[]")))
+    return [o for o in overrides if o not in shared]
+
+
+def job_tag(overrides, exclude_keys) -> str:
+    """The resolver `dlrun_job_tag` (hydra.sweep.subdir): `_model-mlp_optimizer-sgd`, only what differs."""
+    from dlrun.config import _short_tag
+
+    items = sorted(o for o in swept_overrides(overrides) if o.lstrip("+~").split("=")[0] not in set(exclude_keys))
+    return _short_tag("_".join(items).replace("=", "-"))
 
 
 def prepare_job(run_dir: Path) -> tuple[str, object]:
@@ -82,6 +109,7 @@ class SweepReport(HydraCallback):
         from dlrun.config import run_stamp
 
         os.environ["DLRUN_RUN_STAMP"] = run_stamp()
+        os.environ[SHARED_ENV] = json.dumps(shared_overrides(list(config.hydra.overrides.task)))
 
     def on_job_end(self, config, job_return, **kwargs) -> None:
         if not in_multirun():
@@ -97,13 +125,13 @@ class SweepReport(HydraCallback):
         value = row.get(f"best/{monitor}")
         shown = f"{monitor}={value:.4f}" if isinstance(value, float) else f"{monitor}=-"
         style = {"failed": "red", "interrupted": "yellow"}.get(row["status"], "green")
-        console.print(f"[bold]job {run.name}[/] {row['overrides'] or '(defaults)'} [{style}]{row['status']}[/] {shown}",
-                      highlight=False)
+        console.print(f"[bold]job {run.name}[/] [{style}]{row['status']}[/] {shown}", highlight=False, soft_wrap=True)
         write_manifest(run.parent)
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        from dlrun.compare import rich_table, sort_rows, write_csv
+        from dlrun.compare import sort_rows, write_csv
         from dlrun.console import console
+        from dlrun.table import print_table
 
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
@@ -112,6 +140,7 @@ class SweepReport(HydraCallback):
         if not rows:
             return
         write_csv(rows, sweep_dir / "summary.csv")
-        console.print(rich_table(rows, title=f"sweep {sweep_dir}"))
-        console.print(f"summary.csv and {MANIFEST} in {sweep_dir}; compare in TensorBoard: tensorboard --logdir {sweep_dir}",
-                      markup=False, highlight=False)
+        print_table(console, rows, title=f"sweep of {len(rows)} jobs")
+        # the folder whole, each on its own line: a user copies these
+        console.print(f"sweep folder (summary.csv, {MANIFEST}):\n{sweep_dir}\ncompare in TensorBoard:\n"
+                      f"tensorboard --logdir {sweep_dir}", markup=False, highlight=False, soft_wrap=True)

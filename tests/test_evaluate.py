@@ -84,6 +84,8 @@ def test_eval_command_on_the_val_split_matches_the_last_epoch_and_logs_the_pictu
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "macro avg" in out and "weighted avg" in out and "T-shirt/top" in out
+    assert str(trained / "checkpoints" / "last.pt") in proc.stdout.splitlines()  # whole, on its own line
+    assert "macro avg" in (run_dir / "dlrun.log").read_text()  # the log holds what the terminal showed
     result = json.loads((run_dir / "eval.json").read_text())
     last_epoch = read_jsonl(trained / "metrics.jsonl")[-1]
     for key in ("val/loss", "val/acc"):  # the validation of the last epoch ran on these very weights
@@ -92,7 +94,7 @@ def test_eval_command_on_the_val_split_matches_the_last_epoch_and_logs_the_pictu
     assert (run_dir / "confusion_matrix.png").is_file()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(run_dir / "tb"))
+    events = EventAccumulator(str(run_dir))
     events.Reload()
     assert "eval/confusion_matrix" in events.Tags()["images"]
     assert events.Images("eval/confusion_matrix")[0].width > 100

@@ -34,7 +34,7 @@ def test_sigmoid_gradient_vanishes_towards_the_input(tiny_cfg, tmp_path):
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(run_dir / "tb"))
+    events = EventAccumulator(str(run_dir))
     events.Reload()
     assert f"grad_norm/{layers[0]}" in events.Tags()["scalars"]
 

@@ -230,7 +230,7 @@ def test_dlrun_multirun_writes_plots_summaries_and_the_overlay(tmp_path):
         assert [r["step"] for r in rows] == list(range(61))
         assert rows[0]["x"] == -1.5 and rows[0]["y"] == 2.0 and rows[0]["loss"] == pytest.approx(6.25 + 6.25)
         assert rows[-1]["loss"] == pytest.approx(result["final"]["loss"]) and rows[-1]["loss"] < rows[0]["loss"]
-        acc = EventAccumulator(str(job / "tb"))
+        acc = EventAccumulator(str(job))
         acc.Reload()
         assert [e.step for e in acc.Scalars("landscape/loss")] == list(range(61))
         assert "landscape/path" in acc.Tags()["images"]

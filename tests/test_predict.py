@@ -125,6 +125,8 @@ def test_predict_command_needs_no_dataset(ckpt, images, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "bright_2.png" in out and "dark_0.png" in out
+    assert str(ckpt) in proc.stdout.splitlines()  # whole, on its own line
+    assert "bright_2.png" in (run_dir / "dlrun.log").read_text()
     assert len((run_dir / "predictions.csv").read_text().splitlines()) == 1 + 4
 
 

@@ -85,7 +85,7 @@ def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path, re
     assert_same_run(run_dir, reference)
 
     # TensorBoard: one continuous curve, each epoch once (the killed run's epochs 1-2 and the resumed 3-4)
-    acc = EventAccumulator(str(run_dir / "tb"))
+    acc = EventAccumulator(str(run_dir))
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
     assert [e.value for e in acc.Scalars("val/loss")] == pytest.approx(
@@ -123,7 +123,7 @@ def test_ckpt_path_continues_in_a_new_folder_with_the_history(tmp_path):
     rows = read_jsonl(second / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert rows[:2] == read_jsonl(first / "metrics.jsonl")  # the first two epochs, carried over
-    acc = EventAccumulator(str(second / "tb"))
+    acc = EventAccumulator(str(second))
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3]
     assert read_summary(second)["epochs"] == 3 and read_summary(second)["status"] == "completed"

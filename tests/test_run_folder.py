@@ -35,15 +35,21 @@ def test_smoke_run_writes_the_contract(tmp_path):
         assert ckpt["epoch"] in (1, 2) and "model" in ckpt and ckpt["config"]["trainer"]["max_epochs"] == 2
     assert not list((run_dir / "checkpoints").glob("*.tmp"))
 
-    acc = EventAccumulator(str(run_dir / "tb"))
+    acc = EventAccumulator(str(run_dir))
     acc.Reload()
     assert {"train/loss", "val/acc", "lr"} <= set(acc.Tags()["scalars"])
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
 
     # the terminal shows the epochs and the closing summary; the log file holds the same lines
     assert "epoch 2/2" in proc.stdout and "dlrun summary" in proc.stdout
-    assert "epoch 2/2" in (run_dir / "dlrun.log").read_text()
+    log = (run_dir / "dlrun.log").read_text()
+    assert "epoch 2/2" in log
     assert proc.stdout.count("epoch 1/2") == 1  # no line printed twice
+    # the log holds all the terminal showed: it ends with the summary, its test metrics and the run folder
+    tail = log[log.rindex("dlrun summary"):].splitlines()
+    assert any(line.split("│")[1:3] and "test/acc" in line for line in tail)
+    assert tail[-2:] == ["run folder:", str(run_dir)]
+    assert proc.stdout.splitlines()[-1] == str(run_dir)  # the folder whole on its own line, never cut
 
 
 def test_two_runs_started_together_never_share_a_folder(tmp_path):

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,22 @@ def job_dirs(sweep):
     return sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "summary.json").is_file())
 
 
+def tb_hparams(run):
+    """The HPARAMS a run wrote, read back with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    return plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+
+
+def combos_seen(rows):
+    return {tuple(o.split("=")[1] for o in sorted(r["overrides"].split()) if o.startswith(("model=", "optimizer=")))
+            for r in rows}
+
+
 def test_four_job_sweep_writes_folders_csv_and_table(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_dlrun("-m", *SWEEP_TINY, "optimizer=sgd,adam", "model=mlp,lenet", f"hydra.sweep.dir={sweep}")
@@ -38,9 +55,17 @@ def test_four_job_sweep_writes_folders_csv_and_table(tmp_path):
     # sorted by the monitored metric, best first
     values = [float(r["best/val/acc"]) for r in rows]
     assert values == sorted(values, reverse=True)
-    # a status line per job as it ends, then the table
+    # a status line per job as it ends, then the table: a column per swept key, the folder whole on its line
     assert sum(line.startswith("job ") for line in proc.stdout.splitlines()) == 4
-    assert f"sweep {sweep}" in proc.stdout.replace("\n", "")
+    assert re.search(r"^run +optimizer +model +status +best/val/acc +test/loss +test/acc", proc.stdout, re.M)
+    assert str(sweep) in proc.stdout.splitlines()
+    # job folders (and so TensorBoard's run names) say what differs, not what every job shares
+    assert {p.name.split("_", 1)[1] for p in job_dirs(sweep)} == {
+        f"model-{m}_optimizer-{o}" for m in ("lenet", "mlp") for o in ("adam", "sgd")}
+    hparams = [tb_hparams(job) for job in job_dirs(sweep)]
+    assert {(hp["model"].string_value, hp["optimizer"].string_value) for hp in hparams} == combos_seen(rows)
+    assert all(hp["data.size"].number_value == 128 for hp in hparams)  # overridden on the command line
+    assert not [k for hp in hparams for k in hp if k.startswith("callbacks.model_checkpoint")]
     manifest = json.loads((sweep / "sweep.json").read_text())
     assert len(manifest["jobs"]) == 4
 
@@ -133,7 +158,7 @@ def test_compare_finds_runs_sorts_filters_and_formats(tmp_path):
     assert accs == sorted(accs)
     out = subprocess.run([sys.executable, "-m", "dlrun.compare", str(sweep), "--format", "markdown",
                           "--filter", "optimizer=adam"], capture_output=True, text=True).stdout
-    assert out.count("\n") == 3 and "optimizer=adam" in out and "optimizer=sgd" not in out
+    assert out.count("\n|") == 2 and "`optimizer=adam`" in out and "optimizer=sgd" not in out
     bad = subprocess.run([sys.executable, "-m", "dlrun.compare", str(tmp_path / "nope")], capture_output=True, text=True)
     assert bad.returncode == 2 and "no such folder" in bad.stderr
 
@@ -150,3 +175,16 @@ def test_landscape_runs_compare_by_their_lowest_loss(tmp_path):
     losses = [r["best/landscape/loss"] for r in rows]
     assert losses == sorted(losses) and all(isinstance(v, float) for v in losses)  # lowest first
     assert rows[0]["steps"] == 50 and "final_x" in rows[0]
+
+
+def test_sweep_job_folders_are_named_by_what_differs(monkeypatch):
+    from dlrun.sweep import SHARED_ENV, job_tag, shared_overrides
+
+    command_line = ["data=digits", "data.shape=[1,8,8]", "trainer.max_epochs=1", "trainer.max_epochs=1,12",
+                    "optimizer=sgd,adam"]
+    monkeypatch.setenv(SHARED_ENV, json.dumps(shared_overrides(command_line)))
+    job = ["data=digits", "data.shape=[1,8,8]", "trainer.max_epochs=1", "trainer.max_epochs=12", "optimizer=adam",
+           "hydra.run.dir=x"]
+    # a key swept on the command line is never dropped, even where one value equals a fixed override
+    assert job_tag(job, ["hydra.run.dir"]) == "_optimizer-adam_trainer.max_epochs-1_trainer.max_epochs-12"
+    assert job_tag(["data=digits", "optimizer.lr=0.01"], []) == "_optimizer.lr-0.01"  # an Optuna trial's own keys

@@ -10,7 +10,7 @@ FAST = ("trainer.num_threads=1",)
 
 
 def events(run_dir):
-    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "histograms": 0, "scalars": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0, "histograms": 0, "scalars": 0})
     acc.Reload()
     return acc
 
@@ -20,9 +20,10 @@ def lenet_run(tmp_path_factory):
     from conftest import TINY, make_cfg
 
     run_dir = tmp_path_factory.mktemp("tb_run")
-    loop = build_loop(make_cfg(*TINY, *FAST, "callbacks.tensorboard.log_graph=true", "optimizer.lr=0.003",
-                               "callbacks.tensorboard.histograms_every_n_epochs=1",
-                               "callbacks.tensorboard.images_every_n_epochs=1"), run_dir)
+    overrides = [*TINY, *FAST, "callbacks.tensorboard.log_graph=true", "optimizer=gd", "optimizer.lr=0.003",
+                 "callbacks.tensorboard.histograms_every_n_epochs=1", "callbacks.tensorboard.images_every_n_epochs=1"]
+    write_hydra_yaml(run_dir, overrides)  # what Hydra writes into a run folder: the choices and overrides
+    loop = build_loop(make_cfg(*overrides), run_dir)
     summary = loop.fit()
     return run_dir, summary, events(run_dir)
 
@@ -37,16 +38,38 @@ def test_scalars_of_every_metric_lr_and_throughput(lenet_run):
     assert acc.Scalars("best/val/acc")[-1].value == pytest.approx(summary["best"]["val/acc"])
 
 
-def test_hparams_hold_the_config_and_the_real_final_metrics(lenet_run):
+def write_hydra_yaml(run_dir, overrides):
+    from conftest import CONF_DIR
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from dlrun.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        choices = compose(config_name="config", overrides=overrides, return_hydra_config=True).hydra.runtime.choices
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save({"hydra": {"runtime": {"choices": choices}, "overrides": {"task": overrides}}},
+                   run_dir / ".hydra" / "hydra.yaml")
+
+
+def test_hparams_hold_the_choices_tuned_and_overridden_keys_and_the_real_final_metrics(lenet_run):
     run_dir, summary, acc = lenet_run
     content = acc.PluginTagToContent("hparams")
-    exp = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
-    assert start.hparams["optimizer.lr"].number_value == pytest.approx(0.003)
-    assert start.hparams["model._target_"].string_value.endswith("LeNet5")
-    assert start.hparams["data.name"].string_value == "synthetic"
-    metric_tags = {m.name.tag for m in exp.metric_infos}
-    assert {"test/acc", "test/loss", "best/val/acc"} <= metric_tags
+    # no experiment summary: TensorBoard works out the columns and puts the ones that differ first
+    assert set(content) == {"_hparams_/session_start_info", "_hparams_/session_end_info"}
+    hp = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
+    # the group choices, not only what they set (gd and sgd both set torch.optim.SGD)
+    assert hp["optimizer"].string_value == "gd" and hp["model"].string_value == "lenet"
+    assert hp["data"].string_value == "synthetic" and hp["scheduler"].string_value == "cosine"
+    assert hp["optimizer.lr"].number_value == pytest.approx(0.003)  # tuned and overridden
+    # tuned keys, with their final values (optimizer=gd sets the batch to the whole training set)
+    assert hp["data.batch_size"].number_value == 1e9 and hp["seed"].number_value == 42
+    assert hp["data.shape"].string_value == "[1,16,16]"  # overridden on the command line
+    assert hp["callbacks.tensorboard.log_graph"].WhichOneof("kind") == "bool_value"  # a boolean stays one
+    assert hp["callbacks.tensorboard.log_graph"].bool_value is True
+    # not the flattened config: no constant checkpoint settings, no _target_ paths
+    assert not [k for k in hp if k.startswith("callbacks.model_checkpoint") or k.endswith("_target_")]
     # the HPARAMS tab shows these scalars' values: they are the run's results, not placeholders
     assert acc.Scalars("test/loss")[-1].value == pytest.approx(summary["test"]["test/loss"])
 
@@ -54,27 +77,26 @@ def test_hparams_hold_the_config_and_the_real_final_metrics(lenet_run):
 def test_histograms_of_weights_and_gradients(lenet_run):
     _, _, acc = lenet_run
     tags = set(acc.Tags()["histograms"])
-    assert {"weights/features.0.weight", "grads/features.0.weight", "weights/classifier.5.bias",
-            "grads/classifier.5.bias"} <= tags
-    assert [e.step for e in acc.Histograms("grads/features.0.weight")] == [1, 2]
-    grads = acc.Histograms("grads/features.0.weight")[-1].histogram_value
+    assert {"weights/conv1.weight", "grads/conv1.weight", "weights/fc3.bias", "grads/fc3.bias"} <= tags
+    assert [e.step for e in acc.Histograms("grads/conv1.weight")] == [1, 2]
+    grads = acc.Histograms("grads/conv1.weight")[-1].histogram_value
     assert grads.num == 6 * 1 * 5 * 5 and grads.max > grads.min  # real gradients, not zeros
 
 
 def test_images_inputs_filters_feature_maps_confusion_matrix(lenet_run):
     _, _, acc = lenet_run
     tags = set(acc.Tags()["images"])
-    assert {"inputs/train", "filters/features.0", "feature_maps/input", "feature_maps/features.0",
-            "feature_maps/features.3", "confusion_matrix/test"} <= tags
+    assert {"inputs/train", "filters/conv1", "feature_maps/input", "feature_maps/conv1",
+            "feature_maps/conv2", "confusion_matrix/test"} <= tags
     # feature maps of the 1x16x16 test image after the first 5x5 conv: 6 maps of 12x12, enlarged x3 to 36,
     # tiled 3 per row with 2-pixel padding
-    fm = acc.Images("feature_maps/features.0")[-1]
+    fm = acc.Images("feature_maps/conv1")[-1]
     assert (fm.width, fm.height) == (3 * 36 + 4 * 2, 2 * 36 + 3 * 2)
     # second conv: 16 maps of 2x2 (enlarged x16 to 32), 4 x 4
-    fm2 = acc.Images("feature_maps/features.3")[-1]
+    fm2 = acc.Images("feature_maps/conv2")[-1]
     assert (fm2.width, fm2.height) == (4 * 32 + 5 * 2, 4 * 32 + 5 * 2)
     # six first-layer kernels of 5x5, enlarged x8 to 40
-    filt = acc.Images("filters/features.0")[-1]
+    filt = acc.Images("filters/conv1")[-1]
     assert (filt.width, filt.height) == (3 * 40 + 4 * 2, 2 * 40 + 3 * 2)
     # inputs as the model sees them: the first training batch (default batch size 128 > 64 shown), 8 x 8 tiles
     inputs = acc.Images("inputs/train")[-1]

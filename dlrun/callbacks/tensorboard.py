@@ -1,11 +1,14 @@
 """TensorBoard (the notes' third callback): what the notes draw, for the run being trained.
 
-Written to `<run>/tb/`, x axis = epoch:
+Written into the run folder itself (so that `tensorboard --logdir` of a sweep names each run by its folder,
+i.e. by what differs, and `--logdir outputs` by its path), x axis = epoch:
 - SCALARS   every numeric metric of each epoch (train/…, val/…, lr, samples_per_s, time_s), and at the
             end test/… and best/<monitor>;
-- HPARAMS   the flattened config with the run's real final metrics (test/…, best/…), so the tab
-            compares the jobs of a sweep; written only by a run that reached its test (never a placeholder);
-- HISTOGRAMS weights/<param> and grads/<param> (the last optimizer step of the epoch), every
+- HPARAMS   the group choices (model=lenet, optimizer=gd, ...), the keys a user tunes and every key
+            overridden on the command line, with the run's real final metrics (test/…, best/…); no
+            experiment summary, so TensorBoard works out which hparams differ and shows those first;
+            written only by a run that reached its test (never a placeholder);
+- HISTOGRAMS weights/<layer>.<param> and grads/<layer>.<param> (the last optimizer step of the epoch), every
             `histograms_every_n_epochs` epochs (and the first);
 - IMAGES    every `images_every_n_epochs` epochs (and the first): inputs/train (the first batch as
             the model receives it: normalised, augmented), filters/<first conv> (its kernels),
@@ -13,12 +16,15 @@ Written to `<run>/tb/`, x axis = epoch:
             each resolution: the notes' feature maps);
             at the end confusion_matrix/test;
 - GRAPHS    the model graph when `log_graph=true`.
+A layer is named by the model's own module name (`stem.conv`), or by its kind and rank (`conv2`, `fc1`)
+where the model only numbers it inside a Sequential (`features.3`).
 Everything heavy happens at an epoch's end (or once at the end), never per batch; nothing here draws
 from the global random generators, so an exact resume stays exact.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import numbers
@@ -36,22 +42,101 @@ _NOT_SCALARS = ("epoch", "step")
 KEY = "callbacks.tensorboard"
 
 
-def flat_hparams(cfg) -> dict:
-    """The run's config flattened to `group.key: value` with scalar values (TensorBoard's HPARAMS tab)."""
-    flat = {}
+GROUPS = ("experiment", "model", "optimizer", "loss", "data", "scheduler", "initializer", "regularizer")
+TUNED = ("optimizer.lr", "optimizer.weight_decay", "optimizer.momentum", "data.batch_size", "trainer.max_epochs",
+         "model.dropout", "model.hidden", "model.depth", "model.width_mult", "seed")
 
-    def walk(node, prefix):
-        for key, value in node.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, dict):
-                walk(value, f"{name}.")
-            elif isinstance(value, (bool, int, float, str)):
-                flat[name] = value
-            elif isinstance(value, list):
-                flat[name] = str(value)
 
-    walk(plain_config(cfg), "")
-    return {k: v for k, v in flat.items() if not k.startswith("hydra")}
+def _hparam_value(value):
+    """TensorBoard holds numbers, strings and booleans; lists and dicts become their compact text."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if value is None:
+        return "none"
+    return json.dumps(value, separators=(",", ":"))
+
+
+def run_hparams(cfg, choices: dict, overrides: list[str]) -> dict:
+    """What HPARAMS shows for a run: each group's choice (`optimizer: gd`), the keys a user tunes, and every
+    key overridden on the command line (its final value), not the whole flattened config."""
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.create(plain_config(cfg))
+    hp = {g: _hparam_value(choices[g]) for g in GROUPS if g in choices and (g != "experiment" or choices[g])}
+    overridden = [o.lstrip("+~").split("=")[0] for o in overrides]
+    for key in [*TUNED, *overridden]:
+        if key in hp or key in GROUPS or key.startswith("hydra") or "/" in key:
+            continue
+        value = OmegaConf.select(plain, key, default=None)
+        if value is not None or key in overridden:
+            hp[key] = _hparam_value(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
+    return hp
+
+
+def hydra_context(run_dir) -> tuple[dict, list[str]]:
+    """(group choices, command-line overrides) of the run: from Hydra when it runs this process, else from
+    the run folder's .hydra/hydra.yaml; empty without either (a loop built in Python)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        return dict(hc.runtime.choices), list(hc.overrides.task)
+    path = run_dir / ".hydra" / "hydra.yaml"
+    if path.is_file():
+        import yaml
+
+        hc = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
+        return dict(hc.get("runtime", {}).get("choices") or {}), list(hc.get("overrides", {}).get("task") or [])
+    return {}, []
+
+
+def hparams_summaries(hparams: dict) -> list:
+    """TensorBoard's session start and end records for `hparams`, booleans kept as booleans (torch's
+    `hparams()` writes them as numbers)."""
+    import time
+
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import api_pb2, metadata
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
+
+    start = SessionStartInfo(start_time_secs=time.time())
+    for key, value in hparams.items():
+        if isinstance(value, bool):
+            start.hparams[key].bool_value = value
+        elif isinstance(value, (int, float)):
+            start.hparams[key].number_value = value
+        else:
+            start.hparams[key].string_value = str(value)
+    end = SessionEndInfo(status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time())
+    return [Summary(value=[Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data))])
+            for tag, data in ((metadata.SESSION_START_INFO_TAG, HParamsPluginData(session_start_info=start)),
+                              (metadata.SESSION_END_INFO_TAG, HParamsPluginData(session_end_info=end)))]
+
+
+_KINDS = {"Conv1d": "conv", "Conv2d": "conv", "Linear": "fc", "BatchNorm1d": "bn", "BatchNorm2d": "bn",
+          "LayerNorm": "ln", "PReLU": "prelu", "Embedding": "emb"}
+
+
+def layer_names(model: torch.nn.Module) -> dict[str, str]:
+    """Module path -> the name its TensorBoard tags use: the path where the model names the module
+    (`stem.conv`, `stages.0.0.conv1`), `conv2`/`fc1` (kind and rank in the model) where it is only a
+    Sequential's index (`features.3`, `1`)."""
+    names, counts = {}, {}
+    for path, module in model.named_modules():
+        if not path or next(module.parameters(recurse=False), None) is None:
+            continue
+        kind = _KINDS.get(type(module).__name__, type(module).__name__.lower())
+        counts[kind] = counts.get(kind, 0) + 1
+        if path.rsplit(".", 1)[-1].isdigit():
+            names[path] = f"{kind}{counts[kind]}"
+    taken = {p for p in dict(model.named_modules()) if p}
+    return {p: (n if n not in taken else p) for p, n in names.items()}
+
+
+def param_tag(name: str, layers: dict[str, str]) -> str:
+    """`features.3.weight` -> `conv2.weight` (see layer_names)."""
+    path, _, attr = name.rpartition(".")
+    return f"{layers.get(path, path)}.{attr}" if path else name
 
 
 def _grid(images: torch.Tensor, nrow: int | None = None, min_side: int = 32, scale_each: bool = True) -> torch.Tensor:
@@ -87,7 +172,7 @@ def _evenly(items: list, k: int) -> list:
 
 
 class TensorBoardLogger(Callback):
-    def __init__(self, dirname: str = "tb", histograms_every_n_epochs: int = 1, images_every_n_epochs: int = 1,
+    def __init__(self, dirname: str = ".", histograms_every_n_epochs: int = 1, images_every_n_epochs: int = 1,
                  log_graph: bool = False, max_images: int = 64, max_feature_layers: int = 8, max_channels: int = 32):
         for key, value in (("histograms_every_n_epochs", histograms_every_n_epochs),
                            ("images_every_n_epochs", images_every_n_epochs)):
@@ -101,6 +186,7 @@ class TensorBoardLogger(Callback):
         self._hist_epoch, self._hist_batch = None, None  # see _gradient_histogram_batch
         self._hook = None
         self._inputs = None
+        self._layers = {}  # module path -> tag name (layer_names)
 
     @staticmethod
     def _due(every: int, epoch: int) -> bool:
@@ -117,6 +203,7 @@ class TensorBoardLogger(Callback):
         fresh = not any(log_dir.glob("events.out.tfevents.*"))
         # purge_step drops events a resumed run is about to write again, so the curve stays one line
         self.writer = SummaryWriter(str(log_dir), purge_step=loop.epoch + 1 if loop.resumed_from else None)
+        self._layers = layer_names(unwrap(loop.model))
         if loop.resumed_from and fresh:  # continued in a new folder: draw the epochs it starts from
             for row in loop.history:
                 self._add_scalars(row, row["epoch"])
@@ -149,7 +236,7 @@ class TensorBoardLogger(Callback):
         scale = loop.scaler.get_scale() if loop.scaler.is_enabled() and not t.gradient_clip_val > 0 else 1.0
         for name, p in unwrap(loop.model).named_parameters():
             if p.grad is not None:
-                self.writer.add_histogram(f"grads/{name}", p.grad.detach().float().cpu() / scale, epoch)
+                self.writer.add_histogram(f"grads/{param_tag(name, self._layers)}", p.grad.detach().float().cpu() / scale, epoch)
 
     def on_epoch_end(self, loop, metrics: dict) -> None:
         epoch = loop.epoch
@@ -157,7 +244,7 @@ class TensorBoardLogger(Callback):
         model = unwrap(loop.model)
         if self._due(self.histograms_every, epoch):
             for name, p in model.named_parameters():
-                self.writer.add_histogram(f"weights/{name}", p.detach().float().cpu(), epoch)
+                self.writer.add_histogram(f"weights/{param_tag(name, self._layers)}", p.detach().float().cpu(), epoch)
         if self._due(self.images_every, epoch) and self._is_image_data(loop):
             self._add_images(loop, model, epoch)
         self.writer.flush()
@@ -180,7 +267,7 @@ class TensorBoardLogger(Callback):
                 self.writer.add_scalar(key, value, loop.epoch)
             if loop.data.info.task == "classification":
                 self._add_confusion_matrix(loop)
-            self._add_hparams(loop, results)
+            self._add_hparams(loop)
         self.writer.close()
 
     # -- pictures --------------------------------------------------------------------------------------
@@ -196,7 +283,7 @@ class TensorBoardLogger(Callback):
         # RGB kernels as colour tiles; otherwise one tile per (output, input) channel pair, a row per output
         tiles = w if w.shape[1] == 3 else w.reshape(-1, 1, *w.shape[-2:])
         nrow = None if w.shape[1] in (1, 3) else w.shape[1]
-        self.writer.add_image(f"filters/{name}", _grid(tiles, nrow=nrow, min_side=40), epoch)
+        self.writer.add_image(f"filters/{self._layers.get(name, name)}", _grid(tiles, nrow=nrow, min_side=40), epoch)
 
         x = loop.data.test.x[:1]
         maps, handles = {}, []  # filled in execution order
@@ -214,7 +301,7 @@ class TensorBoardLogger(Callback):
         self.writer.add_image("feature_maps/input", _grid(x), epoch)
         for n, out in _evenly(_stage_outputs(maps), self.max_feature_layers):
             fm = out[0, : self.max_channels].unsqueeze(1)  # one tile per channel
-            self.writer.add_image(f"feature_maps/{n}", _grid(fm), epoch)
+            self.writer.add_image(f"feature_maps/{self._layers.get(n, n)}", _grid(fm), epoch)
 
     @torch.no_grad()
     def _add_confusion_matrix(self, loop) -> None:
@@ -251,10 +338,8 @@ class TensorBoardLogger(Callback):
         finally:
             model.train(was_training)
 
-    def _add_hparams(self, loop, results: dict) -> None:
-        from torch.utils.tensorboard.summary import hparams
-
-        # written into this run's own event file: the metrics are the scalars logged just above
-        exp, ssi, sei = hparams(flat_hparams(loop.cfg), results)
-        for s in (exp, ssi, sei):
-            self.writer.file_writer.add_summary(s)
+    def _add_hparams(self, loop) -> None:
+        # into this run's own event file: the metrics are the scalars logged just above
+        choices, overrides = hydra_context(loop.run_dir)
+        for summary in hparams_summaries(run_hparams(loop.cfg, choices, overrides)):
+            self.writer.file_writer.add_summary(summary)

@@ -9,7 +9,7 @@ A run writes, in its folder:
   metrics.jsonl    one row per step: {"step", "loss", "x", "y", "grad_norm", "lr"} (step 0 = the start)
   summary.json     status, duration, error, and "landscape": final point and value, steps to reach a minimum,
                    critical points with their second-derivative test
-  tb/              the loss, x, y per step as scalars and the plot as an image
+  events.out.*     TensorBoard: the loss, x, y per step as scalars and the plot as an image
 
 In a multirun (`-m optimizer=gd,momentum,adam`) every job also redraws `landscape_<surface>.png` in the
 sweep folder from all job folders finished so far, so after the last job it overlays all their paths.
@@ -191,7 +191,7 @@ def _fmt(v: float) -> str:
 def _print_tables(record: dict, result: dict) -> None:
     from rich.table import Table
 
-    from dlrun.console import console
+    from dlrun.console import show
 
     table = Table(title=f"landscape {record['surface']}: f = {record['formula']}", show_header=False,
                   title_justify="left")
@@ -212,7 +212,7 @@ def _print_tables(record: dict, result: dict) -> None:
     table.add_row("final point", f"({final['x']:.6g}, {final['y']:.6g})")
     table.add_row("final f", f"{final['loss']:.6g}")
     table.add_row("final |∇f|", f"{final['grad_norm']:.3g}")
-    console.print(table)
+    show(table)
 
     points = result["critical_points"]
     crit = Table(title="critical points (Newton's method from a grid of starts; R = f_xx, S = f_xy, T = f_yy)",
@@ -230,7 +230,7 @@ def _print_tables(record: dict, result: dict) -> None:
                         + ", ".join(f"{n} {k}" for k, n in kinds.items() if n) + "; all in summary.json")
     if not points:
         crit.caption = "none found in the box"
-    console.print(crit)
+    show(crit)
 
 
 def run(cfg: DictConfig, run_dir: Path):
@@ -258,7 +258,7 @@ def run(cfg: DictConfig, run_dir: Path):
               else [[c["x"], c["y"]] for c in critical if c["kind"] == "minimum"])
 
     metrics = MetricsLog(run_dir / "metrics.jsonl")
-    writer = SummaryWriter(str(run_dir / "tb"))
+    writer = SummaryWriter(str(run_dir))  # in the run folder: TensorBoard names the run by it
     tb_every = max(1, lc.steps // TB_POINTS)
 
     def on_step(step, point, loss, grad_norm):
