@@ -80,15 +80,11 @@ def _hydra_main(cfg: DictConfig):
 
 
 def main() -> None:
-    import sys
-
     from dlrun.distributed import agree_on_run_stamp
     from dlrun.project import project_argv
 
-    sys.argv[1:] = project_argv(sys.argv[1:])  # `dlrun init`, --project PATH, GROUP._target_ swaps
-
-    try:
-        sys.argv[1:] = prepare_argv(sys.argv[1:])
+    try:  # `dlrun init`, --project PATH and GROUP._target_ swaps first: prepare_argv sees Hydra's arguments only
+        sys.argv[1:] = prepare_argv(project_argv(sys.argv[1:]))
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

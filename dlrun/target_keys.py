@@ -44,6 +44,8 @@ def _arguments(target) -> list[str] | None:
 def check_target_keys(cfg: DictConfig) -> None:
     from hydra.utils import get_object
 
+    from dlrun.contracts import where
+
     for group, key, node in _nodes(cfg):
         if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
             continue
@@ -58,5 +60,5 @@ def check_target_keys(cfg: DictConfig) -> None:
         settable = [a for a in accepted if a not in _PASSED.get(group, ())]
         for name in node:
             if name not in own and name not in settable:
-                raise ConfigError(f"{key}.{name}", node.get(name), f"{node._target_} has no argument {name!r}; "
+                raise ConfigError(f"{key}.{name}", node.get(name), f"{where(node._target_)} has no argument {name!r}; "
                                   f"it takes {', '.join(settable + sorted(_DLRUN_KEYS.get(group, ()))) or 'none'}")
