@@ -13,7 +13,6 @@ import torch
 
 from dlrun.data.augment import build_augment
 from dlrun.data.loader import TensorLoader
-from dlrun.data.source import Source
 from dlrun.errors import ConfigError
 
 
@@ -71,10 +70,6 @@ def source_module(cfg):
     if cfg.name not in SOURCES:
         raise ConfigError("data.name", cfg.name, f"one of {', '.join(SOURCES)}")
     return importlib.import_module(SOURCES[cfg.name])
-
-
-def load_source(cfg, seed: int) -> Source:
-    return source_module(cfg).from_config(cfg, seed)
 
 
 def _to_float(x: np.ndarray) -> torch.Tensor:
