@@ -93,6 +93,7 @@ def test_bad_callback_configs_are_one_line_config_errors(tiny_cfg):
         build_callbacks(tiny_cfg("callbacks.model_checkpoint.save_top_k=-3").callbacks)
 
 
+@pytest.mark.subprocess
 def test_a_user_callback_from_its_own_module_is_loaded_from_config_and_called(tmp_path):
     record = tmp_path / "calls.jsonl"
     run_dir = tmp_path / "run"

@@ -100,6 +100,7 @@ def test_a_crash_during_save_leaves_the_previous_file_intact(tmp_path, monkeypat
     assert checkpoint.load(path)["epoch"] == 1
 
 
+@pytest.mark.subprocess
 def test_a_process_killed_during_save_leaves_the_previous_file_intact(tmp_path):
     path = tmp_path / "last.pt"
     checkpoint.save({"model": {"w": torch.ones(3)}, "epoch": 1}, path)

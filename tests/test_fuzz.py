@@ -85,6 +85,7 @@ def test_fuzz_in_process(args, tmp_path_factory, monkeypatch, caplog):
     ("optimizer.lr=abc",),
     ("model=mlp", "trainer.precision=bf16", "data.batch_size=16"),
 ])
+@pytest.mark.subprocess
 def test_fuzz_examples_through_the_real_command(tmp_path, args):
     proc = run_dlrun(*BASE, *args, f"hydra.run.dir={tmp_path}/run")
     out = proc.stdout + proc.stderr

@@ -209,6 +209,7 @@ def test_custom_run_in_process(tmp_path):
     assert overlay_main([str(tmp_path / "out")]) == 2
 
 
+@pytest.mark.subprocess
 def test_dlrun_multirun_writes_plots_summaries_and_the_overlay(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_dlrun("-m", "task=landscape", "landscape=rosenbrock", "optimizer=gd,momentum,adam", "optimizer.lr=0.001",

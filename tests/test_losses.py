@@ -135,6 +135,7 @@ def test_binary_bce_on_ten_classes_fails_and_names_what_fits():
     assert "multi_label" in str(e.value) and "sparse_cce" in str(e.value) and "10 classes" in str(e.value)
 
 
+@pytest.mark.subprocess
 def test_impossible_pairing_fails_before_training_from_the_command_line(tmp_path):
     r = run_dlrun(*TINY, "data.num_classes=10", "loss=bce", f"hydra.run.dir={tmp_path}/run")
     assert r.returncode == 2

@@ -104,6 +104,7 @@ def test_linear_separability_of_the_gates():
         assert not linearly_separable(x, torch.from_numpy(GATES[gate](ROWS[:, 0], ROWS[:, 1])))
 
 
+@pytest.mark.subprocess
 def test_perceptron_and_reaches_100_percent_and_prints_its_weights(tmp_path):
     proc = run_dlrun("experiment=perceptron_and", "trainer.progress=none", "trainer.num_threads=1",
                      f"hydra.run.dir={tmp_path}/run")
