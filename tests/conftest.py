@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 
 import dlrun
 import dlrun.data
+from dlrun.callbacks.base import Callback
 from dlrun.config import register_configs
 from dlrun.data import idx
 
@@ -74,6 +75,29 @@ def register_source(mp: pytest.MonkeyPatch, name: str, from_config) -> None:
     module.from_config = from_config
     mp.setitem(sys.modules, module.__name__, module)
     mp.setitem(dlrun.data.SOURCES, name, module.__name__)
+
+
+class ScriptedMetric(Callback):
+    """A callback that replaces the metric `key` by scripted values (epoch 1, 2, ...) and keeps a copy of
+    every epoch's weights, so that a test decides which epoch is best. Built by `loop_with_metric`."""
+
+    def __init__(self, values, key="val/acc"):
+        self.values, self.key, self.weights = values, key, {}
+
+    def on_epoch_end(self, loop, metrics):
+        metrics[self.key] = self.values[loop.epoch - 1]
+        self.weights[loop.epoch] = {k: v.clone() for k, v in loop.model.state_dict().items()}
+
+
+def loop_with_metric(cfg, run_dir: Path, values, key="val/acc"):
+    """(loop, script): the loop of `cfg` whose `key` follows `values`, set before the other callbacks read it."""
+    from dlrun.tasks import build_loop
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    loop = build_loop(cfg, run_dir)
+    script = ScriptedMetric(values, key)
+    loop.callbacks = {"script": script, **loop.callbacks}
+    return loop, script
 
 
 _current_test: list = [None]

@@ -6,28 +6,17 @@ import sys
 import pytest
 import torch
 
+from conftest import loop_with_metric
 from dlrun import checkpoint
 from dlrun.callbacks.base import Callback
 from dlrun.errors import CheckpointError, ConfigError
 from dlrun.tasks import build_loop
 
 
-class Script(Callback):
-    """Replaces the monitored metric by scripted values (epoch 1, 2, ...)."""
-
-    def __init__(self, values, key="val/acc"):
-        self.values, self.key = values, key
-
-    def on_epoch_end(self, loop, metrics):
-        metrics[self.key] = self.values[loop.epoch - 1]
-
-
 def run_scripted(tiny_cfg, run_dir, values, *overrides, key="val/acc"):
     cfg = tiny_cfg(f"trainer.max_epochs={len(values)}", "callbacks=model_checkpoint", "model=mlp", "trainer.num_threads=1",
                    *overrides)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    loop = build_loop(cfg, run_dir)
-    loop.callbacks = {"script": Script(values, key), **loop.callbacks}
+    loop, _ = loop_with_metric(cfg, run_dir, values, key)
     return loop, loop.fit()
 
 
