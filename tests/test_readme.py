@@ -1,5 +1,6 @@
 """The README's tour runs as written, and the README and docs/ keep their promises: at most 250 lines, every
-link points at a page (and heading) that exists, no references to files outside the repository.
+link points at a page (and heading) that exists, no references to files outside the repository; the single
+runs shown in docs/ compose and validate.
 
 The tour runs in-process, in order, in one empty folder that holds tiny Fashion-MNIST and MNIST files (so
 `dlrun` with no arguments finds its data) and a `shirt.png`; each command gets one epoch and no progress
@@ -19,7 +20,8 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
-from conftest import write_fashion_mnist
+from conftest import make_cfg, write_fashion_mnist
+from dlrun.config import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -106,6 +108,21 @@ def test_every_tour_command_runs_on_tiny_data(tour_folder, monkeypatch, capsys):
         if words == ["dlrun"]:
             assert len(summaries(tour_folder) - before) == 1, shown
     assert (tour_folder / "outputs" / "multiruns").is_dir()
+
+
+def docs_commands() -> list[str]:
+    """The single-run `dlrun` lines of docs/ that need no file of a run before them (no placeholders)."""
+    lines = [line for page in PAGES[1:] for line in bash_lines(page.read_text())]
+    return [line for line in lines if line.startswith("dlrun ") and " -m " not in f" {line} "
+            and not re.search(r"<\w|\.\.\.|hydra/", line)]
+
+
+@pytest.mark.parametrize("line", docs_commands())
+def test_docs_commands_compose_and_validate(line):
+    """The runs docs/ shows are real options and keys (running them all would take hours): each composes
+    and passes the checks that run before anything trains."""
+    cfg = make_cfg(*shlex.split(line, comments=True)[1:])
+    validate(cfg)
 
 
 def newest_run_with_best(folder: Path) -> str:
