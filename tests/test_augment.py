@@ -140,6 +140,7 @@ def test_unknown_augmentation_and_tabular_data_are_config_errors():
         build_augment(make_cfg("data=iris", "data.augment=[flip]").data, (4,), 3)
 
 
+@pytest.mark.slow
 def test_mixup_trains_end_to_end_and_needs_a_softmax_cross_entropy(tmp_path):
     from dlrun.tasks import build_loop
 

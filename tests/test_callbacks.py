@@ -84,6 +84,7 @@ def test_progress_runs_first_and_checkpoints_last(tiny_cfg, tmp_path):
     assert isinstance(loop.callbacks["model_checkpoint"], ModelCheckpoint)
 
 
+@pytest.mark.slow
 def test_bad_callback_configs_are_one_line_config_errors(tiny_cfg):
     with pytest.raises(ConfigError, match="must be a dlrun.callbacks.Callback subclass"):
         build_callbacks(tiny_cfg("+callbacks.mine._target_=collections.OrderedDict").callbacks)

@@ -33,6 +33,7 @@ def test_top_k_keeps_the_k_best_epochs(tiny_cfg, tmp_path):
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 5
 
 
+@pytest.mark.slow
 def test_top_k_min_mode_custom_template_and_ties(tiny_cfg, tmp_path):
     run_scripted(tiny_cfg, tmp_path / "a", [1.0, 0.5, 0.5, 2.0], "monitor=val/loss", "callbacks.model_checkpoint.save_top_k=1",
                  "callbacks.model_checkpoint.filename='{epoch}-{val_loss:.2f}'", key="val/loss")

@@ -123,6 +123,7 @@ def test_best_weights_are_restored_when_training_runs_to_the_end(tiny_cfg, tmp_p
     assert summary["test"] == evaluate(loop.model, loop.data.test, loop.loss_fn, loop.device, loop.amp_dtype, "test")
 
 
+@pytest.mark.slow
 def test_a_missing_monitored_metric_is_a_config_error(tiny_cfg, tmp_path):
     loop = build_loop(tiny_cfg("callbacks=early_stopping", "data.val_fraction=0"), tmp_path / "a")
     with pytest.raises(ConfigError, match="no validation split"):
@@ -133,6 +134,7 @@ def test_a_missing_monitored_metric_is_a_config_error(tiny_cfg, tmp_path):
         loop.fit()
 
 
+@pytest.mark.slow
 def test_the_counters_and_best_weights_resume_through_a_checkpoint(tiny_cfg, tmp_path):
     loop, script = scripted_loop(tiny_cfg, tmp_path / "a", [0.6, 0.9, 0.7], "callbacks.early_stopping.patience=5")
     loop.fit()

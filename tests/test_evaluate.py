@@ -37,6 +37,7 @@ def eval_cfg(ckpt, *more):
     return make_cfg("task=eval", f"ckpt_path={ckpt}", "trainer.progress=none", *more)
 
 
+@pytest.mark.slow
 def test_eval_reproduces_the_logged_test_metrics(trained, tmp_path):
     ckpt = trained / "checkpoints" / "last.pt"
     summary = read_summary(trained)
@@ -84,6 +85,7 @@ def test_eval_command_on_the_val_split_matches_the_last_epoch_and_logs_the_pictu
     assert events.Images("eval/confusion_matrix")[0].width > 100
 
 
+@pytest.mark.slow
 def test_eval_of_the_train_split(trained, tmp_path):
     run_eval(eval_cfg(trained / "checkpoints" / "last.pt", "eval.split=train", "eval.topk=2"), tmp_path)
     result = json.loads((tmp_path / "eval.json").read_text())
@@ -144,6 +146,7 @@ def from_config(cfg, seed):
     return Source(x[:256], y[:256], x[256:], y[256:], [], task="regression")
 
 
+@pytest.mark.slow
 def test_eval_of_a_regression_run_gives_mae_rmse_r2(tmp_path, monkeypatch):
     register_source(monkeypatch, "toy_regression", from_config)
     cfg = make_cfg("data=synthetic", "data.name=toy_regression", "model=mlp", "model.hidden=[16]",
@@ -180,6 +183,7 @@ def test_eval_of_a_regression_run_gives_mae_rmse_r2(tmp_path, monkeypatch):
         run_predict(make_cfg("task=predict", f"ckpt_path={ckpt}", f"predict.inputs={tmp_path / 'a.png'}"), tmp_path)
 
 
+@pytest.mark.slow
 def test_single_output_binary_classifier(tmp_path):
     """loss=bce gives the model one output (its width comes from the loss): eval and predict rebuild it so."""
     from dlrun.data import synthetic
@@ -204,6 +208,7 @@ def test_single_output_binary_classifier(tmp_path):
 
 
 # -- errors ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_checkpoint_without_stored_config(trained, tmp_path):
     state = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
     bare = tmp_path / "bare.pt"
@@ -217,6 +222,7 @@ def test_missing_checkpoint(tmp_path):
         run_eval(eval_cfg(tmp_path / "nope.pt"), tmp_path)
 
 
+@pytest.mark.slow
 def test_val_split_of_a_run_without_one(trained, tmp_path):
     state = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
     state["config"]["data"]["val_fraction"] = 0.0  # as if trained with data.val_fraction=0

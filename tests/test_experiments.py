@@ -42,6 +42,7 @@ def _leaves(node, prefix=""):
             yield f"{prefix}{key}", value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_each_experiment_sets_what_its_file_says_and_validates(name):
     """The preset's group choices and values land in the composed config (not overridden by a later default),
@@ -62,6 +63,7 @@ def test_each_experiment_sets_what_its_file_says_and_validates(name):
     validate(cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SWEEPS))
 def test_every_job_of_a_sweep_builds(name):
     """`dlrun experiment=NAME` is a sweep (no -m needed) whose every value is a real option: each job's

@@ -77,6 +77,7 @@ def test_the_experiments_optimizer_performs_the_rule():
 
 @pytest.mark.parametrize("gate, outputs", [("and", [0, 0, 0, 1]), ("or", [0, 1, 1, 1]), ("nand", [1, 1, 1, 0]),
                                            ("xor", [0, 1, 1, 0])])
+@pytest.mark.slow
 def test_logic_gate_truth_tables(gate, outputs):
     from dlrun.data.logic_gate import from_config
 
@@ -138,6 +139,7 @@ def test_perceptron_xor_does_not_and_the_summary_says_why(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["perceptron"] == report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [42, 0, 1])
 def test_mlp_xor_reaches_100_percent(tmp_path, seed):
     summary = fit(tmp_path, "experiment=mlp_xor", f"seed={seed}")

@@ -168,6 +168,7 @@ def test_wrong_shape(ckpt, tmp_path):
         predict(ckpt, tmp_path / "features.npy", tmp_path)
 
 
+@pytest.mark.slow
 def test_checkpoint_without_stored_config(ckpt, images, tmp_path):
     torch.save({"model": torch.load(ckpt, weights_only=True)["model"]}, tmp_path / "bare.pt")
     with pytest.raises(CheckpointError, match="holds no stored config"):

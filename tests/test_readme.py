@@ -117,6 +117,7 @@ def docs_commands() -> list[str]:
             and not re.search(r"<\w|\.\.\.|hydra/", line)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("line", docs_commands())
 def test_docs_commands_compose_and_validate(line):
     """The runs docs/ shows are real options and keys (running them all would take hours): each composes

@@ -109,6 +109,7 @@ def test_sigterm_stops_gracefully_and_resumes_exactly_from_mid_epoch(tmp_path, r
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 4
 
 
+@pytest.mark.slow
 def test_ckpt_path_continues_in_a_new_folder_with_the_history(tmp_path):
     first = tmp_path / "first"
     first.mkdir()
@@ -146,6 +147,7 @@ def test_ctrl_c_finishes_the_batch_and_saves_where_it_stands(tmp_path):
     assert signal.getsignal(signal.SIGINT) is before  # the loop's handler is gone again
 
 
+@pytest.mark.slow
 def test_an_interrupt_between_accumulated_batches_waits_for_the_optimizer_step(tmp_path):
     """Gradients summed over accumulate_grad_batches are not checkpointed: stop only after the step."""
     from dlrun import checkpoint

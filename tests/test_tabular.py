@@ -102,6 +102,7 @@ def test_breast_cancer_hinge_single_output_reaches_95_percent(tmp_path):
     assert summary["test"]["test/acc"] >= 0.95
 
 
+@pytest.mark.slow
 def test_iris_and_digits_train_with_other_losses(tmp_path):
     _, s = _fit(tmp_path / "iris", "data=iris", "loss=cce", "trainer.max_epochs=10")
     assert s["test"]["test/acc"] >= 0.8  # chance: 1/3
