@@ -1,5 +1,6 @@
 """The loop itself, in-process on synthetic data."""
 
+import pytest
 import torch
 
 from dlrun import checkpoint
@@ -54,8 +55,6 @@ def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(tiny_cfg, tmp_p
 
 def test_non_finite_loss_stops_with_failed_status(tiny_cfg, tmp_path):
     import json
-
-    import pytest
 
     from dlrun.loop import NonFiniteLossError
 
