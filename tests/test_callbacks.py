@@ -27,6 +27,7 @@ class Trace(Callback):
         return object.__getattribute__(self, name)
 
 
+@pytest.mark.slow
 def test_hooks_are_called_in_order(tiny_cfg, tmp_path):
     calls = []
     loop = build_loop(tiny_cfg("trainer.num_threads=1", "callbacks=none", "trainer.max_epochs=2", "trainer.limit_train_batches=2"), tmp_path)
@@ -123,6 +124,7 @@ def test_progress_modes(tiny_cfg, tmp_path, caplog):
     assert len(lines) == 2 and lines[1].startswith("epoch 2/2 train/loss=") and "samples/s" in lines[1]
 
 
+@pytest.mark.slow
 def test_rich_progress_survives_a_mid_epoch_resume(tiny_cfg, tmp_path):
     loop = build_loop(tiny_cfg("trainer.num_threads=1", "callbacks=none", "trainer.progress=rich", "data.batch_size=8"), tmp_path)
     loop.batch_in_epoch = 3  # as restored from a checkpoint written mid-epoch

@@ -81,6 +81,7 @@ def _train(model, steps=30):
     return model
 
 
+@pytest.mark.slow
 def test_zero_initialisation_keeps_hidden_units_identical():
     # the notes' symmetry problem: every hidden unit gets the same gradient, so they never differ
     torch.manual_seed(0)

@@ -17,6 +17,7 @@ def test_fit_lowers_the_loss_and_learns(tiny_cfg, tmp_path):
     assert summary["test"]["test/acc"] > 0.9  # 4 well-separated classes: chance is 0.25
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_restores_everything(tiny_cfg, tmp_path):
     cfg = tiny_cfg("trainer.max_epochs=1")
     loop = build_loop(cfg, tmp_path / "a")

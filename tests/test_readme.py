@@ -3,8 +3,8 @@ link points at a page (and heading) that exists, no references to files outside 
 runs shown in docs/ compose and validate.
 
 The tour runs in-process, in order, in one empty folder that holds tiny Fashion-MNIST and MNIST files (so
-`dlrun` with no arguments finds its data) and a `shirt.png`; each command gets one epoch and no progress
-display appended (the last value of a key wins), and `<run>` is the newest run folder with a `best.pt`."""
+`dlrun` with no arguments finds its data) and a `shirt.png`; each command gets TINY_TAIL appended (the last
+value of a key wins), and `<run>` is the newest run folder with a `best.pt`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ from dlrun.config import validate
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
-TINY_TAIL = ["trainer.max_epochs=1", "trainer.progress=none"]
+# appended to every dlrun command: one epoch, quiet, no TensorBoard pictures (half a second each)
+TINY_TAIL = ["trainer.max_epochs=1", "trainer.progress=none", "callbacks.tensorboard.images_every_n_epochs=0",
+             "callbacks.tensorboard.histograms_every_n_epochs=0"]
 EXTRA = {"task=landscape": ["landscape.steps=50"]}  # a landscape run counts steps, not epochs
 NOT_RUN = ("make ",)  # set-up commands of the README: they install, the test suite runs inside them
 # pages other branches add; remove a name once its page is in docs/

@@ -49,6 +49,7 @@ def test_frozen_and_batchnorm_parameters():
     assert model.training  # summarize ran in eval mode and restored the mode
 
 
+@pytest.mark.slow
 def test_data_info_does_not_load_known_datasets(monkeypatch):
     import dlrun.data
 
