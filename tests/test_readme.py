@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import make_cfg, write_fashion_mnist
@@ -122,10 +123,15 @@ def docs_commands() -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("line", docs_commands())
 def test_docs_commands_compose_and_validate(line):
-    """The runs docs/ shows are real options and keys (running them all would take hours): each composes
-    and passes the checks that run before anything trains."""
-    cfg = make_cfg(*shlex.split(line, comments=True)[1:])
+    """The runs docs/ shows are real options and keys (running them all would take hours): each composes,
+    passes the checks that run before anything trains, and its key=value overrides land in the config."""
+    overrides = shlex.split(line, comments=True)[1:]
+    cfg = make_cfg(*overrides)
     validate(cfg)
+    for key, _, text in (o.partition("=") for o in overrides):
+        if "." in key and key[0] not in "+~" and not text.startswith(("[", "'", '"')):  # a plain key=value
+            value = OmegaConf.select(cfg, key)
+            assert str(value) == text or float(value) == float(text), (line, key, value)
 
 
 def newest_run_with_best(folder: Path) -> str:
