@@ -13,6 +13,7 @@ import torch
 
 from dlrun.data.augment import build_augment
 from dlrun.data.loader import TensorLoader
+from dlrun.data.source import Source
 from dlrun.errors import ConfigError
 
 
