@@ -4,13 +4,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SYSTEM_FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test data bench clean
+.PHONY: run test test-fast data bench clean
 
 run: $(VENV)/.installed data
 	$(BIN)/dlrun $(ARGS)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The in-process tests only (no subprocesses, nothing slow, no cluster): under a minute.
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m "not slow and not subprocess and not slurm" $(PYTEST_ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +40,7 @@ data:
 		echo "Fashion-MNIST: not found; dlrun will try to download it"; \
 	fi
 
-# The benchmarks of README "Data and speed" (about 45 minutes on 2 cores; not part of `make test`).
+# The benchmarks of docs/benchmarks.md (about 45 minutes on 2 cores; not part of `make test`).
 bench: $(VENV)/.installed data
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/overhead.py

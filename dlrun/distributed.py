@@ -137,5 +137,4 @@ def launch(devices: int, argv: list[str], run_dir: str) -> int:
     args = [a for a in argv if not a.startswith(("trainer.devices=", "hydra.run.dir="))]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}",
            "-m", "dlrun", *args, f"hydra.run.dir={run_dir}", "trainer.devices=1"]
-    env = {**os.environ, "DLRUN_DDP_CHILD": "1"}
-    return subprocess.call(cmd, env=env)
+    return subprocess.call(cmd)

@@ -1,7 +1,6 @@
 """The exceptions that mean "the user asked for something impossible": one line, no traceback."""
 
 # Exit codes (documented in README.md).
-EXIT_OK = 0
 EXIT_FAILED = 1  # the run started and failed (non-finite loss, crash, unknown option from Hydra)
 EXIT_USAGE = 2  # a bad value, missing data, unreadable checkpoint: nothing was trained
 EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM: last.pt and summary.json were written

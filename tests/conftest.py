@@ -1,4 +1,6 @@
-"""Shared helpers: compose configs in-process, and run the real `dlrun` command in a subprocess."""
+"""Shared test helpers: compose configs in-process, run the real `dlrun` command in a subprocess, write
+fake datasets, read a run's results. Markers (pyproject.toml): `subprocess` for tests that start a process,
+`slow` for long ones; `make test-fast` leaves both out."""
 
 from __future__ import annotations
 
@@ -6,13 +8,19 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 import dlrun
+import dlrun.data
+from dlrun.callbacks.base import Callback
 from dlrun.config import register_configs
+from dlrun.data import idx
 
 CONF_DIR = str(Path(dlrun.__file__).parent / "conf")
 TINY = ["data=synthetic", "data.size=256", "data.shape=[1,16,16]", "data.num_classes=4", "trainer.max_epochs=2",
@@ -28,6 +36,7 @@ def make_cfg(*overrides: str):
 
 def run_dlrun(*args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None):
     """`python -m dlrun ARGS` as a user would run it; returns the CompletedProcess (text)."""
+    _require_subprocess_marker()
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("DLRUN_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "dlrun", *args], cwd=cwd, capture_output=True, text=True,
@@ -36,6 +45,79 @@ def run_dlrun(*args: str, cwd: Path | None = None, timeout: int = 300, env: dict
 
 def read_summary(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+def last_weights(run_dir: Path) -> dict:
+    """The model's tensors in a run's checkpoints/last.pt."""
+    return torch.load(Path(run_dir) / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def write_fashion_mnist(folder: Path, n_train: int = 20, n_test: int = 10, gz: bool = False, seed: int = 0,
+                        learnable: bool = False) -> None:
+    """Fashion-MNIST's four IDX files (28x28 uint8 images, labels 0-9) in `folder`. With `learnable` every
+    image shows its label y as a bright band of rows (3y..3y+2), so a tiny model learns the task."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        y = rng.integers(0, 10, n)
+        x = rng.integers(0, 100 if learnable else 256, (n, 28, 28))
+        if learnable:
+            x[np.arange(28)[None, :] // 3 == y[:, None]] += 150  # n x 28: the rows of each sample's band
+        idx.write_idx(folder / f"{prefix}-images-idx3-ubyte{ext}", x)
+        idx.write_idx(folder / f"{prefix}-labels-idx1-ubyte{ext}", y)
+
+
+def register_source(mp: pytest.MonkeyPatch, name: str, from_config) -> None:
+    """`data.name=NAME` loads through `from_config(cfg, seed) -> Source` until `mp` is undone (dlrun imports a
+    source's module by name, so the function goes into a module of its own)."""
+    module = types.ModuleType(f"fake_source_{name}")
+    module.from_config = from_config
+    mp.setitem(sys.modules, module.__name__, module)
+    mp.setitem(dlrun.data.SOURCES, name, module.__name__)
+
+
+class ScriptedMetric(Callback):
+    """A callback that replaces the metric `key` by scripted values (epoch 1, 2, ...) and keeps a copy of
+    every epoch's weights, so that a test decides which epoch is best. Built by `loop_with_metric`."""
+
+    def __init__(self, values, key="val/acc"):
+        self.values, self.key, self.weights = values, key, {}
+
+    def on_epoch_end(self, loop, metrics):
+        metrics[self.key] = self.values[loop.epoch - 1]
+        self.weights[loop.epoch] = {k: v.clone() for k, v in loop.model.state_dict().items()}
+
+
+def loop_with_metric(cfg, run_dir: Path, values, key="val/acc"):
+    """(loop, script): the loop of `cfg` whose `key` follows `values`, set before the other callbacks read it."""
+    from dlrun.tasks import build_loop
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    loop = build_loop(cfg, run_dir)
+    script = ScriptedMetric(values, key)
+    loop.callbacks = {"script": script, **loop.callbacks}
+    return loop, script
+
+
+_current_test: list = [None]
+
+
+@pytest.fixture(autouse=True)
+def _remember_test(request):
+    _current_test[0] = request.node
+    yield
+    _current_test[0] = None
+
+
+def _require_subprocess_marker() -> None:
+    """When a run leaves out `subprocess` tests (`make test-fast`), an unmarked test that starts dlrun fails
+    here with what to do, instead of silently making the fast set slow."""
+    node = _current_test[0]
+    if node is None or node.get_closest_marker("subprocess") is not None:
+        return
+    if "subprocess" in (node.config.getoption("markexpr") or ""):
+        pytest.fail(f"{node.nodeid} starts a dlrun process: mark it @pytest.mark.subprocess", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -27,6 +27,7 @@ class Trace(Callback):
         return object.__getattribute__(self, name)
 
 
+@pytest.mark.slow
 def test_hooks_are_called_in_order(tiny_cfg, tmp_path):
     calls = []
     loop = build_loop(tiny_cfg("trainer.num_threads=1", "callbacks=none", "trainer.max_epochs=2", "trainer.limit_train_batches=2"), tmp_path)
@@ -84,6 +85,7 @@ def test_progress_runs_first_and_checkpoints_last(tiny_cfg, tmp_path):
     assert isinstance(loop.callbacks["model_checkpoint"], ModelCheckpoint)
 
 
+@pytest.mark.slow
 def test_bad_callback_configs_are_one_line_config_errors(tiny_cfg):
     with pytest.raises(ConfigError, match="must be a dlrun.callbacks.Callback subclass"):
         build_callbacks(tiny_cfg("+callbacks.mine._target_=collections.OrderedDict").callbacks)
@@ -93,6 +95,7 @@ def test_bad_callback_configs_are_one_line_config_errors(tiny_cfg):
         build_callbacks(tiny_cfg("callbacks.model_checkpoint.save_top_k=-3").callbacks)
 
 
+@pytest.mark.subprocess
 def test_a_user_callback_from_its_own_module_is_loaded_from_config_and_called(tmp_path):
     record = tmp_path / "calls.jsonl"
     run_dir = tmp_path / "run"
@@ -121,6 +124,7 @@ def test_progress_modes(tiny_cfg, tmp_path, caplog):
     assert len(lines) == 2 and lines[1].startswith("epoch 2/2 train/loss=") and "samples/s" in lines[1]
 
 
+@pytest.mark.slow
 def test_rich_progress_survives_a_mid_epoch_resume(tiny_cfg, tmp_path):
     loop = build_loop(tiny_cfg("trainer.num_threads=1", "callbacks=none", "trainer.progress=rich", "data.batch_size=8"), tmp_path)
     loop.batch_in_epoch = 3  # as restored from a checkpoint written mid-epoch

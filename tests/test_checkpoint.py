@@ -6,28 +6,17 @@ import sys
 import pytest
 import torch
 
+from conftest import loop_with_metric
 from dlrun import checkpoint
 from dlrun.callbacks.base import Callback
 from dlrun.errors import CheckpointError, ConfigError
 from dlrun.tasks import build_loop
 
 
-class Script(Callback):
-    """Replaces the monitored metric by scripted values (epoch 1, 2, ...)."""
-
-    def __init__(self, values, key="val/acc"):
-        self.values, self.key = values, key
-
-    def on_epoch_end(self, loop, metrics):
-        metrics[self.key] = self.values[loop.epoch - 1]
-
-
 def run_scripted(tiny_cfg, run_dir, values, *overrides, key="val/acc"):
     cfg = tiny_cfg(f"trainer.max_epochs={len(values)}", "callbacks=model_checkpoint", "model=mlp", "trainer.num_threads=1",
                    *overrides)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    loop = build_loop(cfg, run_dir)
-    loop.callbacks = {"script": Script(values, key), **loop.callbacks}
+    loop, _ = loop_with_metric(cfg, run_dir, values, key)
     return loop, loop.fit()
 
 
@@ -44,6 +33,7 @@ def test_top_k_keeps_the_k_best_epochs(tiny_cfg, tmp_path):
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 5
 
 
+@pytest.mark.slow
 def test_top_k_min_mode_custom_template_and_ties(tiny_cfg, tmp_path):
     run_scripted(tiny_cfg, tmp_path / "a", [1.0, 0.5, 0.5, 2.0], "monitor=val/loss", "callbacks.model_checkpoint.save_top_k=1",
                  "callbacks.model_checkpoint.filename='{epoch}-{val_loss:.2f}'", key="val/loss")
@@ -100,6 +90,7 @@ def test_a_crash_during_save_leaves_the_previous_file_intact(tmp_path, monkeypat
     assert checkpoint.load(path)["epoch"] == 1
 
 
+@pytest.mark.subprocess
 def test_a_process_killed_during_save_leaves_the_previous_file_intact(tmp_path):
     path = tmp_path / "last.pt"
     checkpoint.save({"model": {"w": torch.ones(3)}, "epoch": 1}, path)

@@ -76,6 +76,7 @@ def test_a_broken_batch_file_is_a_data_error(tmp_path):
         cifar.load("cifar10", tmp_path)
 
 
+@pytest.mark.subprocess
 def test_cli_error_is_one_line(tmp_path):
     from conftest import run_dlrun
 

@@ -4,19 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_fashion_mnist
 from dlrun.data import idx, mnist
 from dlrun.data.loader import TensorLoader
 from dlrun.errors import DataError
-
-
-def write_fake_mnist(folder, n_train=20, n_test=10, gz=True):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    ext = ".gz" if gz else ""
-    idx.write_idx(folder / f"train-images-idx3-ubyte{ext}", rng.integers(0, 256, (n_train, 28, 28)))
-    idx.write_idx(folder / f"train-labels-idx1-ubyte{ext}", rng.integers(0, 10, n_train))
-    idx.write_idx(folder / f"t10k-images-idx3-ubyte{ext}", rng.integers(0, 256, (n_test, 28, 28)))
-    idx.write_idx(folder / f"t10k-labels-idx1-ubyte{ext}", rng.integers(0, 10, n_test))
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -36,14 +27,14 @@ def test_truncated_idx_is_a_clear_error(tmp_path):
 
 
 def test_root_is_searched_first(tmp_path, monkeypatch):
-    write_fake_mnist(tmp_path / "FashionMNIST" / "raw")
+    write_fashion_mnist(tmp_path / "FashionMNIST" / "raw", gz=True)
     monkeypatch.setattr(mnist, "_download", lambda *a: pytest.fail("must not download"))
     src = mnist.load("fashion_mnist", tmp_path)
     assert src.train_x.shape == (20, 1, 28, 28) and src.test_y.shape == (10,) and src.class_names[1] == "Trouser"
 
 
 def test_system_folder_is_second(tmp_path, monkeypatch):
-    write_fake_mnist(tmp_path / "system", gz=True)
+    write_fashion_mnist(tmp_path / "system", gz=True)
     monkeypatch.setitem(mnist.DATASETS, "fashion_mnist", ("FashionMNIST", str(tmp_path / "system"), mnist.DATASETS["fashion_mnist"][2]))
     monkeypatch.setattr(mnist, "_download", lambda *a: pytest.fail("must not download"))
     assert mnist.load("fashion_mnist", tmp_path / "empty").train_x.shape == (20, 1, 28, 28)

@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
-from conftest import read_summary, run_dlrun
+from conftest import last_weights, read_summary, run_dlrun
+
+pytestmark = pytest.mark.subprocess
 
 # no dropout or batch norm: two processes then compute the very same averaged gradients as one
 ARGS = ["data=synthetic", "data.size=256", "data.shape=[12]", "data.num_classes=3", "model=mlp", "scheduler=none",
@@ -17,10 +20,6 @@ ARGS = ["data=synthetic", "data.size=256", "data.shape=[12]", "data.num_classes=
 def torchrun(*args, cwd=None):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dlrun", *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
-def weights(run_dir):
-    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
 
 
 def test_two_processes_equal_one_and_write_one_run_folder(tmp_path):
@@ -35,7 +34,7 @@ def test_two_processes_equal_one_and_write_one_run_folder(tmp_path):
 
     single = tmp_path / "single"
     assert run_dlrun(*ARGS, f"hydra.run.dir={single}").returncode == 0
-    a, b = weights(ddp), weights(single)
+    a, b = last_weights(ddp), last_weights(single)
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-5), name
     # metrics are all-reduced: the logged numbers are the global ones

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
+from conftest import loop_with_metric
 from dlrun import checkpoint
-from dlrun.callbacks.base import Callback
 from dlrun.callbacks.early_stopping import EarlyStopping
 from dlrun.errors import ConfigError
 from dlrun.loop import evaluate
@@ -85,25 +85,10 @@ def test_bad_options_are_config_errors(bad):
 
 
 # -- in the loop --------------------------------------------------------------------------------------
-class Script(Callback):
-    """Replaces val/acc by a scripted value and keeps a copy of the weights of every epoch."""
-
-    def __init__(self, values):
-        self.values, self.weights = values, {}
-
-    def on_epoch_end(self, loop, metrics):
-        metrics["val/acc"] = self.values[loop.epoch - 1]
-        self.weights[loop.epoch] = {k: v.clone() for k, v in loop.model.state_dict().items()}
-
-
 def scripted_loop(tiny_cfg, tmp_path, values, *overrides):
     cfg = tiny_cfg(f"trainer.max_epochs={len(values)}", "callbacks=[model_checkpoint,early_stopping]",
                    "callbacks.early_stopping.restore_best_weights=true", "trainer.num_threads=1", *overrides)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    loop = build_loop(cfg, tmp_path)
-    script = Script(values)
-    loop.callbacks = {"script": script, **loop.callbacks}  # runs before early stopping
-    return loop, script
+    return loop_with_metric(cfg, tmp_path, values)  # the script runs before early stopping
 
 
 def same_weights(model, weights):
@@ -138,6 +123,7 @@ def test_best_weights_are_restored_when_training_runs_to_the_end(tiny_cfg, tmp_p
     assert summary["test"] == evaluate(loop.model, loop.data.test, loop.loss_fn, loop.device, loop.amp_dtype, "test")
 
 
+@pytest.mark.slow
 def test_a_missing_monitored_metric_is_a_config_error(tiny_cfg, tmp_path):
     loop = build_loop(tiny_cfg("callbacks=early_stopping", "data.val_fraction=0"), tmp_path / "a")
     with pytest.raises(ConfigError, match="no validation split"):
@@ -148,6 +134,7 @@ def test_a_missing_monitored_metric_is_a_config_error(tiny_cfg, tmp_path):
         loop.fit()
 
 
+@pytest.mark.slow
 def test_the_counters_and_best_weights_resume_through_a_checkpoint(tiny_cfg, tmp_path):
     loop, script = scripted_loop(tiny_cfg, tmp_path / "a", [0.6, 0.9, 0.7], "callbacks.early_stopping.patience=5")
     loop.fit()

@@ -4,6 +4,8 @@ import pytest
 
 from conftest import TINY, read_summary, run_dlrun
 
+pytestmark = pytest.mark.subprocess
+
 
 @pytest.mark.parametrize(
     "override, key, allowed",

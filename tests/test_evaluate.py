@@ -9,9 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-import dlrun.data
-from conftest import TINY, make_cfg, read_summary, run_dlrun
-from dlrun.data import idx
+from conftest import TINY, make_cfg, read_summary, register_source, run_dlrun, write_fashion_mnist
 from dlrun.data.source import Source
 from dlrun.errors import CheckpointError, ConfigError, DataError
 from dlrun.evaluate import classification_report, r2, run_eval, run_predict, topk_accuracy
@@ -22,24 +20,11 @@ from dlrun.tasks import train
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
-def write_tiny_fashion_mnist(folder, n_train=300, n_test=100, seed=0):
-    """IDX files whose images show their label as a bright band (rows 2y..2y+3), so a tiny MLP learns them."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        y = rng.integers(0, 10, n)
-        x = rng.integers(0, 100, (n, 28, 28))
-        band = (np.arange(28)[None, :] // 3 == y[:, None])  # n×28: the rows of each sample's band
-        x[band] += 150
-        idx.write_idx(folder / f"{prefix}-images-idx3-ubyte", x)
-        idx.write_idx(folder / f"{prefix}-labels-idx1-ubyte", y)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A finished tiny Fashion-MNIST run (an MLP, not the default LeNet) trained in-process."""
     root = tmp_path_factory.mktemp("data")
-    write_tiny_fashion_mnist(root / "FashionMNIST" / "raw")
+    write_fashion_mnist(root / "FashionMNIST" / "raw", n_train=300, n_test=100, learnable=True)
     run_dir = tmp_path_factory.mktemp("train")
     cfg = make_cfg("data=fashion_mnist", f"data.root={root}", "data.batch_size=32", "model=mlp", "model.hidden=[32]",
                    "trainer.max_epochs=3", "trainer.progress=none", "optimizer.lr=0.01")
@@ -52,6 +37,7 @@ def eval_cfg(ckpt, *more):
     return make_cfg("task=eval", f"ckpt_path={ckpt}", "trainer.progress=none", *more)
 
 
+@pytest.mark.slow
 def test_eval_reproduces_the_logged_test_metrics(trained, tmp_path):
     ckpt = trained / "checkpoints" / "last.pt"
     summary = read_summary(trained)
@@ -77,6 +63,7 @@ def test_eval_reproduces_the_logged_test_metrics(trained, tmp_path):
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
 
 
+@pytest.mark.subprocess
 def test_eval_command_on_the_val_split_matches_the_last_epoch_and_logs_the_picture(trained, tmp_path):
     run_dir = tmp_path / "eval"
     proc = run_dlrun("task=eval", f"ckpt_path={trained / 'checkpoints' / 'last.pt'}", "eval.split=val", "eval.topk=3",
@@ -100,6 +87,7 @@ def test_eval_command_on_the_val_split_matches_the_last_epoch_and_logs_the_pictu
     assert events.Images("eval/confusion_matrix")[0].width > 100
 
 
+@pytest.mark.slow
 def test_eval_of_the_train_split(trained, tmp_path):
     run_eval(eval_cfg(trained / "checkpoints" / "last.pt", "eval.split=train", "eval.topk=2"), tmp_path)
     result = json.loads((tmp_path / "eval.json").read_text())
@@ -160,8 +148,9 @@ def from_config(cfg, seed):
     return Source(x[:256], y[:256], x[256:], y[256:], [], task="regression")
 
 
+@pytest.mark.slow
 def test_eval_of_a_regression_run_gives_mae_rmse_r2(tmp_path, monkeypatch):
-    monkeypatch.setitem(dlrun.data.SOURCES, "toy_regression", __name__)
+    register_source(monkeypatch, "toy_regression", from_config)
     cfg = make_cfg("data=synthetic", "data.name=toy_regression", "model=mlp", "model.hidden=[16]",
                    "loss=mse", "monitor=val/loss",
                    "trainer.max_epochs=8", "trainer.progress=none", "optimizer.lr=0.01")
@@ -196,6 +185,7 @@ def test_eval_of_a_regression_run_gives_mae_rmse_r2(tmp_path, monkeypatch):
         run_predict(make_cfg("task=predict", f"ckpt_path={ckpt}", f"predict.inputs={tmp_path / 'a.png'}"), tmp_path)
 
 
+@pytest.mark.slow
 def test_single_output_binary_classifier(tmp_path):
     """loss=bce gives the model one output (its width comes from the loss): eval and predict rebuild it so."""
     from dlrun.data import synthetic
@@ -220,6 +210,7 @@ def test_single_output_binary_classifier(tmp_path):
 
 
 # -- errors ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_checkpoint_without_stored_config(trained, tmp_path):
     state = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
     bare = tmp_path / "bare.pt"
@@ -233,6 +224,7 @@ def test_missing_checkpoint(tmp_path):
         run_eval(eval_cfg(tmp_path / "nope.pt"), tmp_path)
 
 
+@pytest.mark.slow
 def test_val_split_of_a_run_without_one(trained, tmp_path):
     state = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
     state["config"]["data"]["val_fraction"] = 0.0  # as if trained with data.val_fraction=0

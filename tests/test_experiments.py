@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.types import RunMode
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from dlrun.config import register_configs, validate
 from dlrun.data import DataInfo
-from tests.conftest import CONF_DIR, TINY, run_dlrun
+from conftest import CONF_DIR, TINY, run_dlrun
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 # the notes' lessons that are one sweep each, and how many jobs each runs
@@ -33,13 +33,37 @@ def test_the_lessons_are_all_there():
     assert set(SWEEPS) | {"perceptron_and", "perceptron_xor", "mlp_xor"} <= set(EXPERIMENTS)
 
 
-def test_each_experiment_composes_and_validates():
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        for name in EXPERIMENTS:
-            validate(compose(config_name="config", overrides=[f"experiment={name}"]))
+def _leaves(node, prefix=""):
+    """(dotted key, value) of every leaf of a plain dict from YAML."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_each_experiment_sets_what_its_file_says_and_validates(name):
+    """The preset's group choices and values land in the composed config (not overridden by a later default),
+    and the result passes validation."""
+    preset = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / "experiment" / f"{name}.yaml"))
+    cfg = _compose(f"experiment={name}")
+    choices = cfg.hydra.runtime.choices
+    for entry in preset.pop("defaults", []):
+        for key, value in entry.items():
+            group = key.removeprefix("override /")
+            if isinstance(value, str) and not group.startswith("hydra/"):  # a list of options has no one choice
+                assert choices[group] == value, (name, group)
+    preset.pop("hydra", None)
+    for key, value in _leaves(preset):
+        assert OmegaConf.to_container(OmegaConf.create({"v": OmegaConf.select(cfg, key)}))["v"] == value, (name, key)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    validate(cfg)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SWEEPS))
 def test_every_job_of_a_sweep_builds(name):
     """`dlrun experiment=NAME` is a sweep (no -m needed) whose every value is a real option: each job's
@@ -63,6 +87,7 @@ def test_every_job_of_a_sweep_builds(name):
             assert sum(p.numel() for p in model.parameters()) > 0, job
 
 
+@pytest.mark.subprocess
 def test_activations_runs_its_sweep_from_one_command(tmp_path):
     """`dlrun experiment=activations` (no -m) on tiny data: 5 job folders, a 5-row summary.csv with the
     gradient-norm columns, and sigmoid's first-layer gradient far below relu's."""
@@ -92,6 +117,7 @@ def test_outliers_corrupt_training_targets_only():
     assert np.array_equal(tabular.from_config(cfg, seed=2).train_y, dirty.train_y)  # the same in every run
 
 
+@pytest.mark.subprocess
 def test_outliers_are_refused_where_they_mean_nothing():
     from dlrun.data import tabular
     from dlrun.errors import ConfigError

@@ -56,6 +56,7 @@ def check_summary(run_dir: Path, code: int) -> None:
     assert (summary["error"] is None) == (code == 0)
 
 
+@pytest.mark.slow
 @settings(max_examples=int(os.environ.get("DLRUN_FUZZ_EXAMPLES", 250)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(args=overrides)
 def test_fuzz_in_process(args, tmp_path_factory, monkeypatch, caplog):
@@ -85,6 +86,7 @@ def test_fuzz_in_process(args, tmp_path_factory, monkeypatch, caplog):
     ("optimizer.lr=abc",),
     ("model=mlp", "trainer.precision=bf16", "data.batch_size=16"),
 ])
+@pytest.mark.subprocess
 def test_fuzz_examples_through_the_real_command(tmp_path, args):
     proc = run_dlrun(*BASE, *args, f"hydra.run.dir={tmp_path}/run")
     out = proc.stdout + proc.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dlrun.callbacks.base import order_callbacks
 from dlrun.tasks import build_loop
 
@@ -22,6 +24,7 @@ def _norms(tiny_cfg, tmp_path, activation):
     return norms, tmp_path / activation
 
 
+@pytest.mark.slow
 def test_sigmoid_gradient_vanishes_towards_the_input(tiny_cfg, tmp_path):
     sig, run_dir = _norms(tiny_cfg, tmp_path, "sigmoid")
     relu, _ = _norms(tiny_cfg, tmp_path, "relu")

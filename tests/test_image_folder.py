@@ -89,6 +89,7 @@ def test_workers_persist_and_train_end_to_end(tmp_path):
     assert summary["status"] == "completed" and summary["epochs"] == 2 and summary["samples_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_errors_name_the_folder(tmp_path):
     with pytest.raises(DataError, match="is not a folder"):
         build_data(cfg_for(tmp_path / "missing"), torch.device("cpu"), seed=0)
@@ -97,6 +98,7 @@ def test_errors_name_the_folder(tmp_path):
         build_data(cfg_for(tmp_path / "empty"), torch.device("cpu"), seed=0)
 
 
+@pytest.mark.slow
 def test_streamed_batches_follow_the_models_layout(tmp_path):
     """trainer.channels_last (auto on a CPU) reaches streamed batches too: NHWC for a convolutional model,
     the plain layout when it is off."""

@@ -28,6 +28,7 @@ def init_fn(name: str, *overrides):
     return build(make_cfg(f"initializer={name}", *overrides).initializer, "initializer")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_sample_statistics_match_the_formula(name):
     torch.manual_seed(0)
@@ -58,6 +59,7 @@ def test_every_linear_and_conv_layer_is_set_and_batchnorm_left_alone():
     assert torch.equal(model[1].weight, torch.ones(4)) and torch.equal(model[5].weight, torch.ones(5))
 
 
+@pytest.mark.slow
 def test_default_leaves_pytorchs_initialisation(tiny_cfg, tmp_path):
     from dlrun.tasks import build_loop
 
@@ -79,6 +81,7 @@ def _train(model, steps=30):
     return model
 
 
+@pytest.mark.slow
 def test_zero_initialisation_keeps_hidden_units_identical():
     # the notes' symmetry problem: every hidden unit gets the same gradient, so they never differ
     torch.manual_seed(0)

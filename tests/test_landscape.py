@@ -112,6 +112,7 @@ def test_gradient_descent_on_the_bowl_follows_the_closed_form_iterate():
 OPTIMIZERS = sorted(p.stem for p in (Path(dlrun.__file__).parent / "conf" / "optimizer").glob("*.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_every_optimizer_config_runs_on_a_surface(name):
     optimizer, xy = _optimizer("landscape=bowl", f"optimizer={name}", start=[-4.5, 1.5])
@@ -178,6 +179,7 @@ def test_expression_parser_rejects_everything_else(expr, says):
     assert "sin, cos, exp, log, sqrt, abs, tanh" in message  # says what is allowed
 
 
+@pytest.mark.slow
 def test_config_errors_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match=r"task=landscape needs landscape=NAME, one of bowl, bumpy, custom"):
         validate(make_cfg("task=landscape"))
@@ -194,6 +196,7 @@ def test_config_errors_before_anything_runs(tmp_path):
     assert not list(tmp_path.iterdir())  # refused before writing anything
 
 
+@pytest.mark.slow
 def test_custom_run_in_process(tmp_path):
     cfg = make_cfg("task=landscape", "landscape=custom", 'landscape.expr="-(x**2 + y**2)"', "optimizer=sgd",
                    "optimizer.lr=0.1", "landscape.steps=5", "landscape.start=[0.5,0.5]")
@@ -209,6 +212,7 @@ def test_custom_run_in_process(tmp_path):
     assert overlay_main([str(tmp_path / "out")]) == 2
 
 
+@pytest.mark.subprocess
 def test_dlrun_multirun_writes_plots_summaries_and_the_overlay(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_dlrun("-m", "task=landscape", "landscape=rosenbrock", "optimizer=gd,momentum,adam", "optimizer.lr=0.001",

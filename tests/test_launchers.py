@@ -2,7 +2,11 @@
 
 import csv
 
+import pytest
+
 from conftest import run_dlrun
+
+pytestmark = pytest.mark.subprocess
 
 TINY = ["data=synthetic", "data.size=64", "data.shape=[8]", "data.num_classes=3", "model=mlp", "trainer.max_epochs=1",
         "trainer.progress=none"]

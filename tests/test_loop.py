@@ -1,11 +1,13 @@
 """The loop itself, in-process on synthetic data."""
 
+import pytest
 import torch
 
 from dlrun import checkpoint
 from dlrun.tasks import build_loop
 
 
+@pytest.mark.slow
 def test_fit_lowers_the_loss_and_learns(tiny_cfg, tmp_path):
     loop = build_loop(tiny_cfg("trainer.max_epochs=4", "model=mlp"), tmp_path)
     summary = loop.fit()
@@ -15,6 +17,7 @@ def test_fit_lowers_the_loss_and_learns(tiny_cfg, tmp_path):
     assert summary["test"]["test/acc"] > 0.9  # 4 well-separated classes: chance is 0.25
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_restores_everything(tiny_cfg, tmp_path):
     cfg = tiny_cfg("trainer.max_epochs=1")
     loop = build_loop(cfg, tmp_path / "a")
@@ -32,6 +35,7 @@ def test_checkpoint_round_trip_restores_everything(tiny_cfg, tmp_path):
     assert state["config"]["data"]["name"] == "synthetic"
 
 
+@pytest.mark.slow
 def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(tiny_cfg, tmp_path):
     # scheduler=none: a schedule over trainer.max_epochs (the default cosine) differs between a 1- and a 3-epoch run
     cfg = tiny_cfg("trainer.max_epochs=3", "trainer.deterministic=true", "model.dropout=0.3", "scheduler=none")
@@ -52,8 +56,6 @@ def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(tiny_cfg, tmp_p
 
 def test_non_finite_loss_stops_with_failed_status(tiny_cfg, tmp_path):
     import json
-
-    import pytest
 
     from dlrun.loop import NonFiniteLossError
 

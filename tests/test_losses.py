@@ -113,6 +113,7 @@ def test_multiclass_hinge_is_one_vs_rest_on_plus_minus_one_one_hot(rand):
     assert Hinge().bind(TEN)(g, y).item() == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_outputs_per_loss_and_data():
     assert model_info(build_loss(make_cfg("loss=bce").loss, BINARY), BINARY).num_classes == 1
     assert model_info(build_loss(make_cfg("loss=sparse_cce").loss, BINARY), BINARY).num_classes == 2
@@ -123,6 +124,7 @@ def test_outputs_per_loss_and_data():
     assert model_info(plain, TEN) is TEN
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bce", "hinge", "cce", "sparse_cce"])
 def test_classification_losses_reject_regression_data(name):
     with pytest.raises(ConfigError, match="mse, mae, huber, pseudo_huber"):
@@ -135,6 +137,7 @@ def test_binary_bce_on_ten_classes_fails_and_names_what_fits():
     assert "multi_label" in str(e.value) and "sparse_cce" in str(e.value) and "10 classes" in str(e.value)
 
 
+@pytest.mark.subprocess
 def test_impossible_pairing_fails_before_training_from_the_command_line(tmp_path):
     r = run_dlrun(*TINY, "data.num_classes=10", "loss=bce", f"hydra.run.dir={tmp_path}/run")
     assert r.returncode == 2
@@ -143,6 +146,7 @@ def test_impossible_pairing_fails_before_training_from_the_command_line(tmp_path
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_every_loss_config_builds():
     for name in ("mse", "mae", "huber", "pseudo_huber", "bce", "cce", "sparse_cce", "cross_entropy", "hinge"):
         loss = build(make_cfg(f"loss={name}").loss, "loss")

@@ -191,6 +191,7 @@ def test_leaky_relu_slope_is_configurable_and_prelu_learns_one_slope_per_layer()
     assert prelus[0].weight.requires_grad and prelus[0].weight.item() == 0.25
 
 
+@pytest.mark.slow
 def test_every_model_config_builds_from_the_data_shape():
     from conftest import make_cfg
 

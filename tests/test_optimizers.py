@@ -100,6 +100,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_configured_optimizer_follows_the_update_rule(name):
     update, overrides = CASES[name]
@@ -135,6 +136,7 @@ def test_gd_uses_the_whole_training_split_as_one_batch():
     assert len(build_data(make_cfg(*TINY, "optimizer=sgd").data, torch.device("cpu"), 0).train) > 1
 
 
+@pytest.mark.slow
 def test_optimizer_configs_are_partial_for_other_tasks():
     # the landscape task builds them the same way, on its own two parameters
     for name in CASES:

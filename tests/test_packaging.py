@@ -5,7 +5,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 import dlrun
+
+pytestmark = pytest.mark.subprocess
 
 ROOT = Path(dlrun.__file__).resolve().parents[1]
 

@@ -77,6 +77,7 @@ def test_the_experiments_optimizer_performs_the_rule():
 
 @pytest.mark.parametrize("gate, outputs", [("and", [0, 0, 0, 1]), ("or", [0, 1, 1, 1]), ("nand", [1, 1, 1, 0]),
                                            ("xor", [0, 1, 1, 0])])
+@pytest.mark.slow
 def test_logic_gate_truth_tables(gate, outputs):
     from dlrun.data.logic_gate import from_config
 
@@ -104,6 +105,7 @@ def test_linear_separability_of_the_gates():
         assert not linearly_separable(x, torch.from_numpy(GATES[gate](ROWS[:, 0], ROWS[:, 1])))
 
 
+@pytest.mark.subprocess
 def test_perceptron_and_reaches_100_percent_and_prints_its_weights(tmp_path):
     proc = run_dlrun("experiment=perceptron_and", "trainer.progress=none", "trainer.num_threads=1",
                      f"hydra.run.dir={tmp_path}/run")
@@ -137,6 +139,7 @@ def test_perceptron_xor_does_not_and_the_summary_says_why(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["perceptron"] == report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [42, 0, 1])
 def test_mlp_xor_reaches_100_percent(tmp_path, seed):
     summary = fit(tmp_path, "experiment=mlp_xor", f"seed={seed}")

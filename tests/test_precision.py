@@ -41,6 +41,7 @@ def test_gradient_clipping_bounds_the_norm(tiny_cfg, tmp_path):
     assert torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])) <= 0.01 + 1e-6
 
 
+@pytest.mark.slow
 def test_bf16_autocast_on_cpu_trains_about_as_well_as_fp32(tiny_cfg, tmp_path):
     results = {}
     for precision in ("32", "bf16"):

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import dlrun.data
-from conftest import make_cfg, read_summary, run_dlrun
+from conftest import make_cfg, read_summary, register_source, run_dlrun
 from dlrun import checkpoint
 from dlrun.config import validate
 from dlrun.data.source import Source
@@ -36,7 +36,7 @@ def from_config(cfg, seed):
 def ckpt(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("train")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(dlrun.data.SOURCES, "toy_brightness", __name__)
+        register_source(mp, "toy_brightness", from_config)
         train(make_cfg("data=synthetic", "data.name=toy_brightness", "data.size=256", "model=mlp", "model.hidden=[16]",
                        "trainer.max_epochs=2", "trainer.progress=none", "optimizer.lr=0.01"), run_dir)
     assert read_summary(run_dir)["test"]["test/acc"] == 1.0  # the two classes are trivially apart
@@ -87,7 +87,7 @@ def test_png_and_jpeg_files_get_the_expected_top1(ckpt, images, tmp_path):
 
 def test_images_are_prepared_exactly_as_the_training_data(ckpt, tmp_path, monkeypatch):
     """A test-split image written as PNG, read back and normalised, equals the tensor the model was tested on."""
-    monkeypatch.setitem(dlrun.data.SOURCES, "toy_brightness", __name__)
+    register_source(monkeypatch, "toy_brightness", from_config)
     state = checkpoint.load(ckpt)
     stored = stored_config(state, ckpt)
     data = dlrun.data.build_data(stored.data, torch.device("cpu"), stored.seed)
@@ -111,13 +111,14 @@ def test_npy_arrays_with_or_without_the_channel_axis(ckpt, tmp_path):
 
 
 def test_older_checkpoint_without_stats_derives_them_from_the_stored_data_config(ckpt, images, tmp_path, monkeypatch):
-    monkeypatch.setitem(dlrun.data.SOURCES, "toy_brightness", __name__)
+    register_source(monkeypatch, "toy_brightness", from_config)
     state = torch.load(ckpt, weights_only=True)
     del state["data_info"], state["data_stats"]
     torch.save(state, tmp_path / "old.pt")
     assert predict(tmp_path / "old.pt", images, tmp_path) == predict(ckpt, images, tmp_path)
 
 
+@pytest.mark.subprocess
 def test_predict_command_needs_no_dataset(ckpt, images, tmp_path):
     # a subprocess knows no toy_brightness source: shape, classes and statistics come from the checkpoint
     run_dir = tmp_path / "run"
@@ -169,6 +170,7 @@ def test_wrong_shape(ckpt, tmp_path):
         predict(ckpt, tmp_path / "features.npy", tmp_path)
 
 
+@pytest.mark.slow
 def test_checkpoint_without_stored_config(ckpt, images, tmp_path):
     torch.save({"model": torch.load(ckpt, weights_only=True)["model"]}, tmp_path / "bare.pt")
     with pytest.raises(CheckpointError, match="holds no stored config"):

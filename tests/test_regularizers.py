@@ -93,6 +93,7 @@ def _near_zero_fraction(tiny_cfg, tmp_path, *overrides):
     return (w.abs() < 1e-3).float().mean().item(), loop
 
 
+@pytest.mark.slow
 def test_l1_drives_more_weights_to_zero_and_logs_the_penalty(tiny_cfg, tmp_path):
     plain, _ = _near_zero_fraction(tiny_cfg, tmp_path / "none")
     sparse, loop = _near_zero_fraction(tiny_cfg, tmp_path / "l1", "regularizer=l1", "regularizer.l1.strength=0.01")

@@ -20,6 +20,7 @@ def one_error_line(proc) -> str:
     return lines[0]
 
 
+@pytest.mark.subprocess
 def test_unwritable_output_folder_is_one_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -30,6 +31,7 @@ def test_unwritable_output_folder_is_one_clear_error(tmp_path):
     assert proc.returncode == 2 and "not writable" in one_error_line(proc)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("content", [b"", b"\x00\x01garbage" * 100, "truncate"])
 def test_truncated_or_random_checkpoint_is_one_clear_error(tmp_path, content):
     good = tmp_path / "good"
@@ -42,6 +44,7 @@ def test_truncated_or_random_checkpoint_is_one_clear_error(tmp_path, content):
     assert "cannot read checkpoint" in one_error_line(proc)
 
 
+@pytest.mark.subprocess
 def test_checkpoint_of_another_architecture_is_one_clear_error(tmp_path):
     good = tmp_path / "mlp"
     assert run_dlrun(*TINY, "model=mlp", "trainer.max_epochs=1", f"hydra.run.dir={good}").returncode == 0
@@ -58,6 +61,7 @@ def test_checkpoint_of_another_architecture_is_one_clear_error(tmp_path):
     assert "does not fit this model" in one_error_line(proc)
 
 
+@pytest.mark.subprocess
 def test_nan_loss_stops_at_that_step_and_keeps_the_best_checkpoint(tmp_path):
     run = tmp_path / "run"
     steps_per_epoch = 4  # 256 samples, val 20% -> 205 train / batch 64
@@ -86,6 +90,7 @@ def test_every_torch_load_in_dlrun_uses_weights_only():
     assert all(v is True for _, _, v in calls), calls
 
 
+@pytest.mark.subprocess
 def test_config_dumps_never_contain_environment_secrets(tmp_path):
     secret = "s3cr3t-value-42"
     run = tmp_path / "run"

@@ -13,7 +13,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, make_cfg, read_summary
+from conftest import TINY, last_weights, make_cfg, read_summary
 from dlrun.records import read_jsonl
 from dlrun.tasks import build_loop, train
 
@@ -45,12 +45,8 @@ def wait_for(proc: subprocess.Popen, progress: Path, timeout: float = 240) -> No
         time.sleep(0.02)
 
 
-def weights(run_dir: Path) -> dict:
-    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
-
-
 def assert_same_run(run_dir: Path, reference: Path) -> None:
-    got, want = weights(run_dir), weights(reference)
+    got, want = last_weights(run_dir), last_weights(reference)
     assert got.keys() == want.keys()
     for name in want:
         assert torch.equal(got[name], want[name]), name
@@ -69,6 +65,7 @@ def reference(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.subprocess
 def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path, reference):
     run_dir, progress = tmp_path / "run", tmp_path / "progress"
     proc = start(run_dir, *paused(progress, epochs_done=2, batch=6))
@@ -92,6 +89,7 @@ def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path, re
         [r["val/loss"] for r in read_jsonl(reference / "metrics.jsonl")])
 
 
+@pytest.mark.subprocess
 def test_sigterm_stops_gracefully_and_resumes_exactly_from_mid_epoch(tmp_path, reference):
     run_dir, progress = tmp_path / "run", tmp_path / "progress"
     proc = start(run_dir, *paused(progress, epochs_done=1, batch=4))
@@ -111,6 +109,7 @@ def test_sigterm_stops_gracefully_and_resumes_exactly_from_mid_epoch(tmp_path, r
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 4
 
 
+@pytest.mark.slow
 def test_ckpt_path_continues_in_a_new_folder_with_the_history(tmp_path):
     first = tmp_path / "first"
     first.mkdir()
@@ -148,6 +147,7 @@ def test_ctrl_c_finishes_the_batch_and_saves_where_it_stands(tmp_path):
     assert signal.getsignal(signal.SIGINT) is before  # the loop's handler is gone again
 
 
+@pytest.mark.slow
 def test_an_interrupt_between_accumulated_batches_waits_for_the_optimizer_step(tmp_path):
     """Gradients summed over accumulate_grad_batches are not checkpointed: stop only after the step."""
     from dlrun import checkpoint

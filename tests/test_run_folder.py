@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import read_summary, run_dlrun
+
+pytestmark = pytest.mark.subprocess
 
 EPOCH_KEYS = {"epoch", "step", "train/loss", "train/acc", "val/loss", "val/acc", "lr", "time_s"}
 

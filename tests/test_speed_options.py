@@ -55,6 +55,7 @@ def test_auto_picks_nchw_for_the_narrow_resnet_and_nhwc_for_the_default_one(tmp_
         assert conv_weight(loop.model).is_contiguous(memory_format=torch.channels_last) is nhwc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("in_channels", [16, 32, 64])
 def test_strided_1x1_convolutions_the_guard_allows_get_the_nchw_gradients(in_channels, threads):
@@ -78,6 +79,7 @@ def conv_weight(model):
     return next(p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1)
 
 
+@pytest.mark.slow
 def test_speed_options_are_wired(tmp_path):
     cfg = make_cfg(*TINY, "data.shape=[3,16,16]", "trainer.channels_last=true", "trainer.compile=true")
     loop = build_loop(cfg, tmp_path)
@@ -101,6 +103,7 @@ def test_a_cpu_run_uses_channels_last_and_a_fused_optimizer_by_default(tmp_path)
     assert not off.optimizer.defaults["fused"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "nesterov", "gd"])
 def test_fused_optimizers_are_on_and_train_like_the_plain_ones(tmp_path, optimizer):
     """The speed options are layouts and kernels, not a different training: the same weights to 1e-5."""

@@ -49,6 +49,7 @@ def test_frozen_and_batchnorm_parameters():
     assert model.training  # summarize ran in eval mode and restored the mode
 
 
+@pytest.mark.slow
 def test_data_info_does_not_load_known_datasets(monkeypatch):
     import dlrun.data
 
@@ -60,6 +61,7 @@ def test_data_info_does_not_load_known_datasets(monkeypatch):
     assert data_info(make_cfg("data=logic_gate").data, 0).in_shape == (2,)
 
 
+@pytest.mark.subprocess
 def test_task_summary_prints_the_table_and_trains_nothing(tmp_path):
     run_dir = tmp_path / "run"
     # the default LeNet on Fashion-MNIST: its shape is known, so nothing is loaded (the files need not exist)
@@ -72,6 +74,7 @@ def test_task_summary_prints_the_table_and_trains_nothing(tmp_path):
     assert not (run_dir / "metrics.jsonl").exists() and not (run_dir / "checkpoints").exists()
 
 
+@pytest.mark.subprocess
 def test_task_summary_reports_a_bad_model_in_one_line(tmp_path):
     proc = run_dlrun("task=summary", "model=vgg", "model.depth=12", "data=synthetic", "data.shape=[3,32,32]",
                      f"hydra.run.dir={tmp_path}/run", env={"OMP_NUM_THREADS": "1"})

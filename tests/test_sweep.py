@@ -10,9 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import TINY, run_dlrun
+
+pytestmark = pytest.mark.subprocess
 
 SWEEP_TINY = [o for o in TINY if not o.startswith("trainer.max_epochs")] + ["trainer.max_epochs=1", "data.size=128"]
 

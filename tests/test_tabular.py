@@ -35,6 +35,7 @@ def test_each_dataset_loads_with_a_fixed_held_out_test_split(name):
     np.testing.assert_array_equal(src.test_x, again.test_x)  # the same test samples for every run
 
 
+@pytest.mark.slow
 def test_standardised_with_training_statistics_only():
     data = build_data(make_cfg("data=wine").data, CPU, 7)
     torch.testing.assert_close(data.train.x.mean(0), torch.zeros(13), atol=1e-5, rtol=0)
@@ -72,6 +73,7 @@ def test_regression_metrics_are_mae_and_rmse_in_original_units():
     assert restored.compute("val") == got
 
 
+@pytest.mark.slow
 def test_regression_defaults_to_monitoring_val_loss_and_rejects_accuracy(tmp_path):
     assert make_cfg("data=diabetes").monitor == "val/loss"
     assert make_cfg("data=iris").monitor == "val/acc"
@@ -86,6 +88,7 @@ def _fit(tmp_path, *overrides):
     return loop, loop.fit()
 
 
+@pytest.mark.slow
 def test_diabetes_huber_beats_predicting_the_mean(tmp_path):
     loop, summary = _fit(tmp_path, "data=diabetes", "loss=huber")
     src = load("diabetes")
@@ -102,6 +105,7 @@ def test_breast_cancer_hinge_single_output_reaches_95_percent(tmp_path):
     assert summary["test"]["test/acc"] >= 0.95
 
 
+@pytest.mark.slow
 def test_iris_and_digits_train_with_other_losses(tmp_path):
     _, s = _fit(tmp_path / "iris", "data=iris", "loss=cce", "trainer.max_epochs=10")
     assert s["test"]["test/acc"] >= 0.8  # chance: 1/3

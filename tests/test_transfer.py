@@ -34,6 +34,7 @@ def _built(path, in_shape=GREY, n=4, names=None, seed=1, *more):
     return build_model(cfg.model, DataInfo(in_shape, n, names or [str(i) for i in range(n)]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["state_dict", "dlrun"])
 def test_another_class_count_reinitialises_exactly_the_head(tmp_path, form):
     source = _lenet(n=10, seed=0)
@@ -101,6 +102,7 @@ def test_head_lr_mult_puts_the_head_in_its_own_group():
     assert len(body["params"]) == 8
 
 
+@pytest.mark.slow
 def test_unfreeze_at_epoch_adds_the_layers_to_the_optimizer_and_resumes(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -147,6 +149,7 @@ def _hub_file(torch_home, name):
     return torch_home / "hub" / "checkpoints" / os.path.basename(urlparse(get_weight(name).url).path)
 
 
+@pytest.mark.slow
 def test_torchvision_weights_from_the_local_hub_cache(tmp_path, monkeypatch):
     """A stand-in for ResNet18_Weights.IMAGENET1K_V1 in the cache (3 channels, 1000 classes) fits
     model=torchvision on grey 4-class data: conv1 adapted, fc fresh, everything else loaded."""
@@ -170,6 +173,7 @@ def test_torchvision_weights_from_the_local_hub_cache(tmp_path, monkeypatch):
         torch.testing.assert_close(feats(model, grey), feats(imagenet, grey.repeat(1, 3, 1, 1)), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_torchvision_weights_not_in_the_cache_say_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: nothing may be downloaded
     cfg = make_cfg("model=torchvision", "model.pretrained=torchvision:ResNet18_Weights.IMAGENET1K_V1")
@@ -190,6 +194,7 @@ def test_torchvision_weights_not_in_the_cache_say_how_to_get_them(tmp_path, monk
     ({"lr": 0.1}, "neither a dlrun checkpoint nor a state_dict"),
     (None, "does not exist"),
 ])
+@pytest.mark.slow
 def test_a_corrupt_or_mismatched_file_is_one_clear_error(tmp_path, content, message):
     path = tmp_path / "w.pt"
     if isinstance(content, bytes):
@@ -217,6 +222,7 @@ def test_a_mismatched_file_in_a_run_is_one_error_line(tmp_path, caplog):
     ("trainer.unfreeze_at_epoch=2", "trainer.unfreeze_at_epoch=2"),
     ("+optimizer.head_lr_mult=-1", "optimizer.head_lr_mult=-1"),
 ])
+@pytest.mark.slow
 def test_bad_transfer_options_are_config_errors(tmp_path, override, key):
     from dlrun.config import validate
 

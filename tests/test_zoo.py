@@ -34,6 +34,7 @@ def model_cfgs():
     return {name: make_cfg(f"model={name}", *options).model for name, options in MODELS.items()}  # compose once
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
 @pytest.mark.parametrize("name", list(MODELS))
@@ -60,6 +61,7 @@ def test_every_model_and_activation_trains(batches, model_cfgs, name, activation
     assert any(isinstance(m, type(ACTIVATIONS[activation](0.01))) for m in model.modules())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_trains_through_the_loop(tmp_path, name):
     from dlrun.tasks import build_loop

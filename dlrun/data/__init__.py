@@ -88,10 +88,6 @@ def source_module(cfg):
     return importlib.import_module(SOURCES[cfg.name])
 
 
-def load_source(cfg, seed: int) -> Source:
-    return source_module(cfg).from_config(cfg, seed)
-
-
 def _to_float(x: np.ndarray) -> torch.Tensor:
     t = torch.from_numpy(np.array(x))  # a writable copy (IDX arrays are read-only views of bytes)
     return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()

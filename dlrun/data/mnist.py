@@ -1,4 +1,4 @@
-"""Fashion-MNIST and MNIST, found in the order of DESIGN.md: data.root, the system folder, download."""
+"""Fashion-MNIST and MNIST, found in this order: data.root, the system folder, download."""
 
 from __future__ import annotations
 

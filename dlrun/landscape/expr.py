@@ -18,7 +18,6 @@ from dlrun.errors import ConfigError
 
 KEY = "landscape.expr"
 MAX_LENGTH = 1000  # deeply nested text can exhaust the parser's recursion; no real surface is this long
-VARIABLES = ("x", "y")
 CONSTANTS = {"pi": math.pi, "e": math.e}
 FUNCTIONS = ("sin", "cos", "exp", "log", "sqrt", "abs", "tanh")
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,

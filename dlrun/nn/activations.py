@@ -32,7 +32,3 @@ def activation_factory(name: str, negative_slope: float = 0.01) -> Callable[[], 
         raise ConfigError("model.negative_slope", negative_slope, "a number in [0, 1)")
     make = ACTIVATIONS[name]
     return lambda: make(negative_slope)
-
-
-def make_activation(name: str, negative_slope: float = 0.01) -> nn.Module:
-    return activation_factory(name, negative_slope)()

@@ -72,14 +72,6 @@ class Loss(nn.Module):
     def compute(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def activate(self, output: torch.Tensor) -> torch.Tensor:
-        """The model's output as the loss sees it: probabilities for bce and the cross-entropies."""
-        if self.output_activation == "sigmoid":
-            return torch.sigmoid(output)
-        if self.output_activation == "softmax":
-            return torch.softmax(output, dim=1)
-        return output
-
     def extra_repr(self) -> str:
         return f"outputs={self.num_outputs}, targets={self.target_form}"
 
