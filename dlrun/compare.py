@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from dlrun import compare_views
 from dlrun.metrics import mode_for
 
 BASE_COLUMNS = ["run", "overrides", "status", "epochs", "best_epoch"]
@@ -188,12 +189,15 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="dlrun-compare", description="Compare dlrun runs found under folders.")
-    ap.add_argument("folders", nargs="+", help="run folders, sweep folders, or any folder above them")
+    ap.add_argument("folders", nargs="*", help="run folders, sweep folders, or any folder above them")
     ap.add_argument("--sort", help="column to sort by ('-col' for descending); default: the monitored metric")
     ap.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                     help="keep runs whose column or override KEY equals VALUE (repeatable)")
     ap.add_argument("--format", choices=["table", "csv", "markdown"], default="table")
+    compare_views.add_arguments(ap)  # --group-by/--no-group, --env, --html, --diff
     args = ap.parse_args(argv)
+    if args.diff or not args.folders:
+        return compare_views.diff(args) if args.diff else ap.error("give at least one folder (or --diff RUN_A RUN_B)")
     missing = [f for f in args.folders if not Path(f).exists()]
     if missing:
         print(f"error: no such folder: {', '.join(missing)}", file=sys.stderr)
@@ -207,6 +211,8 @@ def main(argv=None) -> int:
         print(f"error: --sort {args.sort}: no such column; columns are {', '.join(columns_of(rows))}", file=sys.stderr)
         return 2
     rows = sort_rows(rows, args.sort)
+    if compare_views.show(args, rows):  # seeds grouped into mean ± std rows
+        return 0
     if args.format == "table":
         from dlrun.console import console
 

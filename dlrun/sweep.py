@@ -113,5 +113,8 @@ class SweepReport(HydraCallback):
             return
         write_csv(rows, sweep_dir / "summary.csv")
         console.print(rich_table(rows, title=f"sweep {sweep_dir}"))
+        from dlrun.compare_views import sweep_end
+
+        sweep_end(sweep_dir, rows)  # seeds grouped, curves.png, metrics.png, report.html
         console.print(f"summary.csv and {MANIFEST} in {sweep_dir}; compare in TensorBoard: tensorboard --logdir {sweep_dir}",
                       markup=False, highlight=False)

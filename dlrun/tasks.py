@@ -121,6 +121,9 @@ def train(cfg: DictConfig, run_dir: Path):
     elif (run_dir / "metrics.jsonl").exists() and not resume_path:
         raise ConfigError("hydra.run.dir", run_dir, "already holds a run; add trainer.resume=true to continue it")
     state = checkpoint.load(resume_path) if resume_path else None  # before building: fail fast on a bad file
+    from dlrun.provenance import write_env
+
+    write_env(run_dir, cfg)  # env.json of this (latest) start
 
     loop = build_loop(cfg, run_dir)
     if state is not None:
@@ -138,7 +141,13 @@ def train(cfg: DictConfig, run_dir: Path):
     log.info("effective batch size %d (data.batch_size %d x trainer.accumulate_grad_batches %d), precision %s",
              cfg.data.batch_size * t.accumulate_grad_batches, cfg.data.batch_size, t.accumulate_grad_batches,
              t.precision)
-    summary = loop.fit()  # on an exception, torchrun ends the other ranks
+    try:
+        summary = loop.fit()  # on an exception, torchrun ends the other ranks
+    finally:  # curves.png and confusion_matrix.png, also of a failed run's epochs
+        if distributed.is_main():
+            from dlrun.figures import write_run_figures
+
+            write_run_figures(run_dir, loop.test_confusion, loop.data.info.class_names)
     distributed.leave()  # DDP: leave the group cleanly (a gloo group left open can abort the exit)
     if distributed.is_main():
         print_run_summary(summary)
@@ -217,6 +226,10 @@ def execute(cfg: DictConfig, run_dir: Path) -> tuple[int, object]:
     """(exit code, task result). User mistakes and failures become one `error:` line and a summary.json."""
     try:
         validate(cfg)
+        if cfg.task != "train":  # train writes it once it knows it trains here (not a skipped sweep job)
+            from dlrun.provenance import write_env
+
+            write_env(run_dir, cfg)  # env.json: versions, git commit, device, command line
         return 0, _task_function(cfg.task)(cfg, run_dir)
     except DlrunError as e:
         log.error("error: %s", e)
