@@ -56,6 +56,7 @@ def run_curves_figure(history: list[dict], best: dict | None = None, monitor: st
     """Loss and accuracy (regression: MAE) per epoch, train and validation; the best epoch marked."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    history = [row for row in history if "epoch" in row]
     epochs = [row["epoch"] for row in history]
     for ax, metric in zip(axes, ("loss", second_metric(history))):
         for split, style in (("train", "--"), ("val", "-")):
@@ -111,7 +112,8 @@ def write_run_figures(run_dir: Path, confusion=None, class_names: list | None = 
 # -- several runs ----------------------------------------------------------------------------------------
 def _series(histories: list[list[dict]], key: str):
     """(epochs, mean, low, high) of a metric over runs, on the epochs every run reached (low/high: min and max)."""
-    per_run = [{row["epoch"]: row[key] for row in h if isinstance(row.get(key), (int, float))} for h in histories]
+    per_run = [{row["epoch"]: row[key] for row in h if isinstance(row.get(key), (int, float)) and "epoch" in row}
+               for h in histories]
     per_run = [r for r in per_run if r]
     if not per_run:
         return None

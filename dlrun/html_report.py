@@ -82,10 +82,9 @@ def runs_table(rows: list[dict]) -> str:
 def groups_table(groups: list[dict]) -> str:
     from dlrun.aggregate import table_cells
 
-    header, body, common = table_cells(groups)
+    header, body, _ = table_cells(groups)  # the shared overrides are in the page's header
     classes = ["ok" if all(STATUS_CLASS.get(r.get("status")) == "ok" for r in g["runs"]) else "warn" for g in groups]
-    caption = f'<p class="meta">shared: <code>{html.escape(common)}</code></p>' if common else ""
-    return _table(header, body, {0} | ({2} if "status" in header else set()), classes) + caption
+    return _table(header, body, {0} | ({2} if "status" in header else set()), classes)
 
 
 def _job_details(rows: list[dict], root: Path | None) -> str:
