@@ -244,25 +244,82 @@ def comparison_figures(groups: list[dict], root: Path | None, title: str = "") -
 # -- Optuna ----------------------------------------------------------------------------------------------
 def optuna_figures(study, folder: Path) -> list[Path]:
     """optuna_parallel_coordinates.png and optuna_param_importances.png of a finished study (importances need
-    two completed trials or more and a parameter that varies)."""
-    import warnings
-
-    _plt()
-    from optuna.visualization import matplotlib as ov
+    two completed trials or more). Drawn here from the trials rather than by optuna.visualization.matplotlib,
+    which fails with optuna 2.x on current matplotlib and numpy (the version hydra-optuna-sweeper pins)."""
+    import optuna
 
     folder = Path(folder)
-    written = []
-    with warnings.catch_warnings():  # optuna marks its matplotlib backend experimental
-        warnings.simplefilter("ignore")
-        for name, draw in (("parallel_coordinates", ov.plot_parallel_coordinate),
-                           ("param_importances", ov.plot_param_importances)):
-            try:
-                ax = draw(study)
-            except (ValueError, RuntimeError) as e:  # too few trials for this plot
-                log.warning("optuna %s plot skipped: %s", name, e)
-                continue
-            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-            fig.set_size_inches(10, 5)
-            fig.tight_layout()
-            written.append(save(fig, folder / f"optuna_{name}.png"))
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    params = sorted({p for t in trials for p in t.params})
+    if not trials or not params:
+        return []
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    written = [save(parallel_coordinates_figure(trials, params, maximize), folder / "optuna_parallel_coordinates.png")]
+    if len(trials) >= 2:
+        try:  # a random forest's impurity decrease: the evaluator that works on every optuna version
+            evaluator = optuna.importance.MeanDecreaseImpurityImportanceEvaluator(seed=0)
+            importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        except (ValueError, RuntimeError) as e:  # e.g. no parameter varies
+            log.warning("optuna parameter importances skipped: %s", e)
+        else:
+            written.append(save(param_importances_figure(importances), folder / "optuna_param_importances.png"))
     return written
+
+
+def _scaled(values: list, distribution) -> tuple[list[float], list[str]]:
+    """Values mapped onto [0, 1] for one axis (log for a log-uniform parameter, index for a categorical one),
+    and the two labels of the axis' ends."""
+    import math
+
+    choices = getattr(distribution, "choices", None)
+    if choices is not None:
+        k = max(len(choices) - 1, 1)
+        return [choices.index(v) / k for v in values], [str(choices[0]), str(choices[-1])]
+    log_scale = getattr(distribution, "log", False) or type(distribution).__name__.startswith("LogUniform")
+    xs = [math.log10(v) if log_scale else float(v) for v in values]
+    lo, hi = min(xs), max(xs)
+    ends = [min(values), max(values)]
+    return [(x - lo) / (hi - lo) if hi > lo else 0.5 for x in xs], [f"{v:.3g}" for v in ends]
+
+
+def parallel_coordinates_figure(trials, params: list[str], maximize: bool):
+    """One line per completed trial through the objective and each parameter, darker for better trials."""
+    plt = _plt()
+    trials = [t for t in trials if all(p in t.params for p in params)]
+    fig, ax = plt.subplots(figsize=(max(6, 2 + 1.8 * len(params)), 4.5))
+    objective = [t.value for t in trials]
+    columns = [_scaled(objective, None)]
+    for p in params:
+        columns.append(_scaled([t.params[p] for t in trials], trials[0].distributions[p]))
+    lo, hi = min(objective), max(objective)
+    cmap = plt.get_cmap("viridis_r" if maximize else "viridis")
+    for i, value in enumerate(objective):
+        ax.plot(range(len(columns)), [col[0][i] for col in columns], color=cmap((value - lo) / (hi - lo) if hi > lo else 1.0),
+                alpha=0.8, linewidth=1.5)
+    ax.vlines(range(len(columns)), 0, 1, color="black", linewidth=0.8)  # the axes (a collection, not lines)
+    for x, (_, ends) in enumerate(columns):
+        ax.text(x, -0.06, ends[0], ha="center", va="top", fontsize=8)
+        ax.text(x, 1.06, ends[1], ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(columns)), ["objective", *params], fontsize=9)
+    ax.tick_params(axis="x", pad=18)
+    ax.set_yticks([])
+    ax.set_ylim(-0.15, 1.15)
+    ax.set_title(f"{len(trials)} trials, darker = better", fontsize=10)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def param_importances_figure(importances: dict):
+    """How much each parameter explains the objective (fractions summing to 1), the largest at the top."""
+    plt = _plt()
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * len(names)))
+    ax.barh(range(len(names)), [float(importances[n]) for n in names], color=COLORS[0])
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("importance (random forest, mean decrease in impurity)")
+    ax.set_xlim(0, 1)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

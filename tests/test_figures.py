@@ -276,7 +276,7 @@ def test_a_seeded_sweep_ends_with_groups_figures_report_and_env(tmp_path, consol
                      "optimizer.lr=0.1,0.01", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     # the grouped table: 2 configurations of 2 seeds each
-    assert len(re.findall(r"optimizer\.lr=0\.01? +│ 2 │ \d\.\d{4} ± \d\.\d{4}", proc.stdout)) == 2, proc.stdout
+    assert len(re.findall(r"optimizer\.lr=0\.0?1 +│ 2 │ \d\.\d{4} ± \d\.\d{4}", proc.stdout)) == 2, proc.stdout
     for name in ("report.html", "curves.png", "metrics.png"):
         assert (sweep / name).is_file(), name
     assert _is_png(sweep / "curves.png")
@@ -292,14 +292,21 @@ def test_a_seeded_sweep_ends_with_groups_figures_report_and_env(tmp_path, consol
     assert "2 keys differ" in console_text.getvalue()
 
 
-def test_optuna_figures_writes_both_plots(tmp_path):
+def test_optuna_figures_draw_every_trial_and_the_importances(tmp_path):
     optuna = pytest.importorskip("optuna")
-    from dlrun.figures import optuna_figures
+    from dlrun.figures import optuna_figures, parallel_coordinates_figure
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
-    study.optimize(lambda t: -(t.suggest_float("lr", 1e-4, 1e-1, log=True) - 0.01) ** 2 + t.suggest_int("depth", 1, 4),
-                   n_trials=8)
+    study.optimize(lambda t: -(t.suggest_float("lr", 1e-4, 1e-1, log=True) - 0.01) ** 2 + t.suggest_int("depth", 1, 4)
+                   + (t.suggest_categorical("opt", ["sgd", "adam"]) == "adam"), n_trials=8)
     written = optuna_figures(study, tmp_path)
     assert [p.name for p in written] == ["optuna_parallel_coordinates.png", "optuna_param_importances.png"]
     assert all(_is_png(p) for p in written)
+    fig = parallel_coordinates_figure(study.trials, ["depth", "lr", "opt"], maximize=True)
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 8
+    best = max(range(8), key=lambda i: study.trials[i].value)
+    assert lines[best].get_ydata()[0] == 1.0  # the objective axis: the best trial at the top
+    opt_axis = [line.get_ydata()[3] for line in lines]
+    assert opt_axis == [1.0 if t.params["opt"] == "adam" else 0.0 for t in study.trials]
