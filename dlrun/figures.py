@@ -234,7 +234,7 @@ def comparison_figures(groups: list[dict], root: Path | None, title: str = "") -
     monitor = monitors.pop() if len(monitors) == 1 else "val/acc"
     figures = {}
     series = [s for s in histories_of(groups, root) if s[1]]
-    if series:
+    if any("epoch" in row for _, histories in series for h in histories for row in h):  # not task=landscape's steps
         figures["curves"] = sweep_curves_figure(series, monitor, title)
     if any(g.get(f"best/{monitor}") is not None for g in groups):
         figures["metrics"] = sweep_metrics_figure(groups, monitor, title)
