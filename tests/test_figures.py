@@ -185,6 +185,23 @@ def test_report_html_is_one_self_contained_file_with_every_run_and_figure(six_ru
     assert "Validation curves" in text and "mean ± std" in text
 
 
+def test_a_failed_seed_is_left_out_of_the_mean_and_shown_red_in_the_report(six_runs, tmp_path):
+    from dlrun.aggregate import group_rows
+    from dlrun.compare import collect
+    from dlrun.html_report import write_report
+
+    failed = next(p for p in six_runs.iterdir() if p.name.startswith("0_"))  # sgd, seed 0
+    (failed / "summary.json").write_text(json.dumps({"status": "failed", "epochs": 0, "best": None, "test": {},
+                                                     "duration_s": 0.5, "error": "ConfigError: optimizer.lr=-1"}))
+    rows = collect([six_runs])
+    sgd = next(g for g in group_rows(rows) if g["config"].endswith("sgd"))
+    assert sgd["n"] == 3 and sgd["status"] in ("2 completed, 1 failed", "1 failed, 2 completed")
+    assert sgd["best/val/acc"].n == 2 and sgd["best/val/acc"].text(3).endswith("(2)")
+    assert sgd["best/val/acc"].mean == pytest.approx(np.mean([ACC["sgd", 1], ACC["sgd", 2]]))
+    text = write_report(tmp_path / "r.html", rows, "runs", six_runs).read_text()
+    assert '<tr class="bad">' in text and "ConfigError: optimizer.lr=-1" in text
+
+
 def test_compare_groups_seeds_by_default_and_no_group_shows_single_runs(six_runs, capsys):
     import csv
     import io
