@@ -156,6 +156,9 @@ def write_report(path: Path, rows: list[dict], title: str, root: Path | None = N
             pngs[name] = save(fig, Path(figure_folder) / f"{name}.png").read_bytes()
         else:
             pngs[name] = png_bytes(fig)
+    if figure_folder is not None:  # what else the sweep drew (task=landscape's overlay, Optuna's plots)
+        for png in sorted(Path(figure_folder).glob("*.png")):
+            pngs.setdefault(png.stem, png.read_bytes())
     text = build_report(rows, groups, pngs, title, root)
     atomic_write(Path(path), lambda f: f.write(text), mode="w")
     return Path(path)
