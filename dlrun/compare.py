@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from dlrun import compare_views
 from dlrun.metrics import mode_for
 
 def find_runs(folders) -> list[Path]:
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
     from dlrun.table import FORMATS, display_rows, override_keys, print_table, priority_columns, resolve_columns
 
     ap = argparse.ArgumentParser(prog="dlrun-compare", description="Compare dlrun runs found under folders.")
-    ap.add_argument("folders", nargs="+", help="run folders, sweep folders, or any folder above them")
+    ap.add_argument("folders", nargs="*", help="run folders, sweep folders, or any folder above them")
     ap.add_argument("--sort", help="column to sort by, ascending ('-COLUMN': descending); default: the monitored "
                                    "metric, best first")
     ap.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
@@ -167,7 +168,10 @@ def main(argv=None) -> int:
     ap.add_argument("--columns", metavar="A,B,C", help="the columns to show, in this order (default: by priority, "
                                                        "as many as the terminal fits)")
     ap.add_argument("--format", choices=FORMATS, default="table")
+    compare_views.add_arguments(ap)  # --group-by/--no-group, --env, --html, --diff
     args = ap.parse_args(_dash_values(list(sys.argv[1:] if argv is None else argv)))
+    if args.diff or not args.folders:
+        return compare_views.diff(args) if args.diff else ap.error("give at least one folder (or --diff RUN_A RUN_B)")
     missing = [f for f in args.folders if not Path(f).exists()]
     if missing:
         print(f"error: no such folder: {', '.join(missing)}", file=sys.stderr)
@@ -186,6 +190,8 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     rows = sort_rows(rows, sort[0] and ("-" if args.sort.startswith("-") else "") + sort[0])
+    if compare_views.show(args, rows):  # seeds grouped into mean ± std rows
+        return 0
     if args.format == "table":
         from dlrun.console import console
 

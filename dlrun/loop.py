@@ -21,9 +21,8 @@ from dlrun import distributed
 from dlrun.callbacks.base import order_callbacks
 from dlrun.device import autocast, grad_scaler
 from dlrun.errors import DlrunError
-from dlrun.metrics import EpochMetrics, improved, mode_for
+from dlrun.metrics import ConfusionCounts, EpochMetrics, improved, mode_for
 from dlrun.records import MetricsLog, RunWriteError, write_json
-
 
 log = logging.getLogger("dlrun")
 
@@ -40,8 +39,10 @@ class NonFiniteLossError(DlrunError):
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_fn, device, amp_dtype, prefix: str, target_std=None) -> dict[str, float]:
-    """Loss and accuracy (regression: MAE and RMSE in the targets' units) of `model` over a loader, in eval mode."""
+def evaluate(model, loader, loss_fn, device, amp_dtype, prefix: str, target_std=None,
+             confusion: ConfusionCounts | None = None) -> dict[str, float]:
+    """Loss and accuracy (regression: MAE and RMSE in the targets' units) of `model` over a loader, in eval mode;
+    `confusion` also counts the predictions per class in the same pass."""
     was_training = model.training
     model.eval()
     acc = EpochMetrics(device, target_std)
@@ -50,6 +51,8 @@ def evaluate(model, loader, loss_fn, device, amp_dtype, prefix: str, target_std=
             out = model(x)
             loss = loss_fn(out, y)
         acc.update(loss.float(), out, y)
+        if confusion is not None:
+            confusion.update(out, y)
     model.train(was_training)
     return acc.compute(prefix)
 
@@ -75,6 +78,7 @@ class Loop:
         self.best: dict | None = None
         self.stop_reason: str | None = None  # "stopped_early" | "interrupted"
         self.resumed_from: str | None = None
+        self.test_confusion = None  # counts[true, predicted] of the test split (classification), for the figure
         self.is_main = distributed.is_main()
 
     # -- callbacks ---------------------------------------------------------------------------------
@@ -180,8 +184,11 @@ class Loop:
                         metrics_log.write(row)
                 if self.stop_reason != "interrupted":
                     self._call("on_train_end")
+                    counts = ConfusionCounts(self.data.info.num_classes, self.device) \
+                        if self.data.info.task == "classification" else None
                     test = evaluate(self.model, self.data.test, self.loss_fn, self.device, self.amp_dtype, "test",
-                                    self.data.info.target_std)
+                                    self.data.info.target_std, counts)
+                    self.test_confusion = counts.compute() if counts is not None else None
             status = {"interrupted": "interrupted", "stopped_early": "stopped_early"}.get(self.stop_reason, "completed")
         except KeyboardInterrupt:  # a second Ctrl-C, or a signal we could not hook
             status = "interrupted"

@@ -102,3 +102,25 @@ class EpochMetrics:
         self.values = state.get("values", 0)
         self.regression = state.get("regression", False)
         self.has_penalty = state.get("has_penalty", False)
+
+
+class ConfusionCounts:
+    """counts[true, predicted] kept on the device while the test split is evaluated (no extra pass, no sync)."""
+
+    def __init__(self, num_classes: int, device: torch.device):
+        self.n = max(int(num_classes), 2)  # one output: a binary classifier
+        self.counts = torch.zeros(self.n * self.n, dtype=torch.int64, device=device)
+
+    @torch.no_grad()
+    def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        index = target.view(-1).long() * self.n + predict_classes(output.detach())
+        self.counts += torch.bincount(index, minlength=self.n * self.n)[: self.n * self.n]
+
+    def compute(self):
+        """The matrix as a numpy array; under DDP the sum over every process's shard."""
+        import numpy as np
+
+        from dlrun.distributed import all_reduce_sum
+
+        total = all_reduce_sum(self.counts.tolist(), self.counts.device)
+        return np.asarray(total, dtype=np.int64).reshape(self.n, self.n)

@@ -141,6 +141,9 @@ class SweepReport(HydraCallback):
             return
         write_csv(rows, sweep_dir / "summary.csv")
         print_table(console, rows, title=f"sweep of {len(rows)} jobs")
+        from dlrun.compare_views import sweep_end
+
+        sweep_end(sweep_dir, rows)  # seeds grouped, curves.png, metrics.png, report.html
         # the folder whole, each on its own line: a user copies these
-        console.print(f"sweep folder (summary.csv, {MANIFEST}):\n{sweep_dir}\ncompare in TensorBoard:\n"
+        console.print(f"sweep folder (summary.csv, {MANIFEST}, report.html):\n{sweep_dir}\ncompare in TensorBoard:\n"
                       f"tensorboard --logdir {sweep_dir}", markup=False, highlight=False, soft_wrap=True)

@@ -135,6 +135,10 @@ def _train(cfg: DictConfig, run_dir: Path):
         cfg, finished = _continue_run(cfg, run_dir, Path(resume_path), state)
         if finished is not None:
             return _objective(cfg, finished)
+    from dlrun.provenance import write_env
+
+    if state is None or not (run_dir / "env.json").exists():  # a resume keeps the first start's provenance
+        write_env(run_dir, cfg)
 
     loop = build_loop(cfg, run_dir)
     if state is not None:
@@ -152,7 +156,13 @@ def _train(cfg: DictConfig, run_dir: Path):
     log.info("effective batch size %d (data.batch_size %d x trainer.accumulate_grad_batches %d), precision %s",
              cfg.data.batch_size * t.accumulate_grad_batches, cfg.data.batch_size, t.accumulate_grad_batches,
              t.precision)
-    summary = loop.fit()  # on an exception, torchrun ends the other ranks
+    try:
+        summary = loop.fit()  # on an exception, torchrun ends the other ranks
+    finally:  # curves.png and confusion_matrix.png, also of a failed run's epochs
+        if distributed.is_main():
+            from dlrun.figures import write_run_figures
+
+            write_run_figures(run_dir, loop.test_confusion, loop.data.info.class_names)
     distributed.leave()  # DDP: leave the group cleanly (a gloo group left open can abort the exit)
     if distributed.is_main():
         print_run_summary(summary)
@@ -268,6 +278,10 @@ def execute(cfg: DictConfig, run_dir: Path) -> tuple[int, object]:
     """(exit code, task result). User mistakes and failures become one `error:` line and a summary.json."""
     try:
         validate(cfg)
+        if cfg.task != "train":  # train writes it once it knows it trains here (not a skipped sweep job)
+            from dlrun.provenance import write_env
+
+            write_env(run_dir, cfg)  # env.json: versions, git commit, device, command line
         return 0, _task_function(cfg.task)(cfg, run_dir)
     except RunFolderBusy as e:  # the folder is another live process's: write nothing into it
         log.error("error: %s", e)
