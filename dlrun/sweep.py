@@ -19,7 +19,7 @@ log = logging.getLogger("dlrun")
 
 MANIFEST = "sweep.json"
 SHARED_ENV = "DLRUN_SWEEP_SHARED"  # the sweep's command-line overrides, which every job shares
-_KEEP_ON_RETRY = {".hydra", "dlrun.log"}  # the new attempt's config and the log that spans attempts
+_KEEP_ON_RETRY = {".hydra", "dlrun.log", "dlrun.lock"}  # the new attempt's config, the log that spans attempts, its lock
 
 
 def in_multirun() -> bool:

@@ -199,6 +199,7 @@ def test_show_flags_with_multirun_are_one_line_and_both_sides_of_m_run(tmp_path)
     jobs = sorted(p for p in sweep.iterdir() if (p / "summary.json").exists())
     assert len(jobs) == 2
     assert all(read_summary(j)["status"] == "completed" and read_summary(j)["epochs"] == 1 for j in jobs)
+    assert not list(sweep.glob("*/failed-*"))  # a fresh job's own lock file is not a failed attempt's leftover
 
 
 # -- 6: faults around a run ----------------------------------------------------------------------------------

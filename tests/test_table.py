@@ -179,8 +179,10 @@ def test_the_documented_dlrun_compare_commands_run_as_written(tmp_path, capsys, 
     commands = readme_compare_commands()
     assert commands
     monkeypatch.chdir(tmp_path)
+    run_a, run_b = sorted(str(p.parent.relative_to(tmp_path)) for p in tmp_path.rglob("summary.json"))[:2]
     for command in commands:
-        argv = [a.replace("<sweep>", "outputs").replace("DIR", "outputs") for a in shlex.split(command)[1:]]
+        argv = [a.replace("<sweep>", "outputs").replace("DIR", "outputs").replace("RUN_A", run_a).replace("RUN_B", run_b)
+                for a in shlex.split(command)[1:]]
         code, out, err = run_compare(capsys, *argv)
         assert code == 0, f"{command}: {err}"
         assert out.strip() and "Traceback" not in out + err
