@@ -13,6 +13,8 @@ for every `submitit_slurm`-based launcher, `hydra/launcher=slurm` included):
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import os
@@ -158,10 +160,10 @@ def _refuse(message: str) -> None:
     sys.exit(EXIT_USAGE)
 
 
-def _one_line(text: str) -> str:
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip() and not set(line.strip()) <= {"-"}]
-    errors = [line for line in lines if "error" in line.lower()]
-    return (errors or lines or ["(no message)"])[-1]
+def _one_line(text: str, last: bool = False) -> str:
+    """The line of a command's stderr (its first) or of a traceback (its last) that says what went wrong."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip().strip("-")]
+    return (lines[-1] if last else lines[0]) if lines else "(no message)"
 
 
 # -- the launcher ------------------------------------------------------------------------------------
@@ -222,7 +224,8 @@ class SlurmLauncher(HydraSlurmLauncher):
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
         try:
-            jobs = executor.map_array(self, *zip(*job_params))
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's complaint; ours is one line
+                jobs = executor.map_array(self, *zip(*job_params))
         except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as e:
             _refuse(f"sbatch refused the sweep's jobs: {_one_line(str(e))}")
         return wait_for_jobs(self, jobs, job_params)
@@ -273,7 +276,7 @@ def _result(launcher, job, params):
     try:
         return job.results()[0]
     except submitit.core.utils.UncompletedJobError as e:  # FailedJobError too: the job raised
-        return _failed(launcher, job, params, _one_line(str(e)))
+        return _failed(launcher, job, params, _one_line(str(e), last=True))
 
 
 def _failed(launcher, job, params, why: str):

@@ -3,7 +3,8 @@
 # `hydra/launcher=slurm` by hand): Debian's munge, slurmctld and slurmd, no systemd, no cgroups.
 #
 #   tests/slurm/cluster.sh start    install the packages if missing (apt, as root), write the config,
-#                                   start the daemons, wait until the node is idle
+#                                   start the daemons, wait until the node is idle; prints "started",
+#                                   or "running" when it was up already
 #   tests/slurm/cluster.sh stop     stop the daemons this script started (by their PID files)
 #   tests/slurm/cluster.sh env      the line to export so that sbatch/squeue/sinfo find the cluster
 #
@@ -115,6 +116,7 @@ start() {
     export SLURM_CONF=$CONF
     if running slurmctld && running slurmd && running munged; then
         wait_idle
+        echo "running"  # started before: whoever started it stops it
         return 0
     fi
     stop 2>/dev/null || true
@@ -125,6 +127,7 @@ start() {
     slurmd -f "$CONF" || die "slurmd did not start: $(tail -1 "$STATE/slurmd.log" 2>/dev/null)"
     wait_idle
     echo "SLURM cluster up: export SLURM_CONF=$CONF" >&2
+    echo "started"
 }
 
 stop_daemon() {  # stop_daemon NAME: SIGTERM by PID file, then wait for it to go
