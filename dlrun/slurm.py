@@ -58,6 +58,15 @@ def threads_from_scheduler() -> int:
     return 0
 
 
+def stop_training(frame=None) -> None:
+    """Ask the training loop, if it runs, to stop after its current batch as SIGTERM does (last.pt,
+    `interrupted`). A notice that comes while the job is still starting changes nothing yet: the loop
+    then trains until SLURM's SIGTERM at the time limit, and the job requeues after that stop."""
+    handler = signal.getsignal(signal.SIGTERM)
+    if getattr(handler, "__module__", None) == "dlrun.loop":  # dlrun.loop._stop_on_signals, while it runs
+        handler(signal.SIGTERM, frame)
+
+
 class SlurmSetup(HydraCallback):
     """Before the sweeper builds the launcher: use dlrun's SlurmLauncher instead of the plugin's."""
 
@@ -177,11 +186,10 @@ class SlurmLauncher(HydraSlurmLauncher):
 
         def on_notice(signum, frame):
             notices.append(signum)
-            stop = signal.getsignal(signal.SIGTERM)  # the training loop's, while it runs
-            if callable(stop):
-                stop(signal.SIGTERM, frame)
+            stop_training(frame)
 
         signal.signal(signal.SIGUSR2, on_notice)
+        signal.signal(signal.SIGCONT, signal.SIG_DFL)  # SLURM sends it with every signal; nothing to do
         try:
             return super().__call__(*args, **kwargs)
         except SystemExit as e:

@@ -152,11 +152,11 @@ def test_time_limit_requeues_and_the_job_resumes_to_the_uninterrupted_weights(sl
 
     reference = tmp_path / "reference"
     assert build_loop(make_cfg(*RUN), reference).fit()["status"] == "completed"
-    # 1-minute limit, SIGUSR2 40 s before it; the job holds still mid-epoch 2 until the signal comes
+    # 1-minute limit, SIGUSR2 30 s before it (slurmctld looks every 30 s); the job holds still mid-epoch 2 until then
     sweep, name = tmp_path / "sweep", f"dlrun-requeue-{os.getpid()}"
     with released_requeues(name):
         proc = run_dlrun(*SLURM, "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=1",
-                         "hydra.launcher.signal_delay_s=40", f"hydra.launcher.name={name}", *RUN,
+                         "hydra.launcher.signal_delay_s=30", f"hydra.launcher.name={name}", *RUN,
                          *paused(tmp_path / "progress", epochs_done=1, batch=6), f"hydra.sweep.dir={sweep}", env=ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run,) = job_dirs(sweep)
