@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import math
 import os
@@ -291,7 +292,7 @@ def _failed(launcher, job, params, why: str):
     """A job without a result: one line, a `failed` summary.json in its folder, and a JobReturn whose
     value is NaN (a failed trial), so that the sweep goes on and its table shows the job."""
     from hydra.core.utils import JobReturn, JobStatus
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
     from dlrun.records import write_json
 
@@ -304,18 +305,11 @@ def _failed(launcher, job, params, why: str):
     error = f"SLURM job {job.job_id} failed: {why}; its log: {job.paths.stderr}"
     log.error("error: %s", error)
     summary_path = run_dir / "summary.json"
-    import json
-
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     if summary.get("status") not in ("completed", "stopped_early", "failed"):
         run_dir.mkdir(parents=True, exist_ok=True)
         summary = {"epochs": 0, "best": None, "test": {}, "samples_per_s": None, "duration_s": 0.0, **summary,
                    "status": "failed", "error": error, "run_dir": str(run_dir)}
         write_json(summary_path, summary)
-    with open_dict(cfg.hydra):
-        cfg.hydra.runtime.output_dir = str(run_dir.absolute())
-    ret = JobReturn(overrides=list(overrides), cfg=cfg, hydra_cfg=OmegaConf.create({"hydra": cfg.hydra}),
-                    working_dir=str(run_dir), task_name=str(cfg.hydra.job.name), status=JobStatus.COMPLETED,
-                    _return_value=float("nan"))
-    launcher.hydra_context.callbacks.on_job_end(config=cfg, job_return=ret)
-    return ret
+    return JobReturn(overrides=list(overrides), cfg=cfg, working_dir=str(run_dir), task_name=str(cfg.hydra.job.name),
+                     status=JobStatus.COMPLETED, _return_value=float("nan"))
