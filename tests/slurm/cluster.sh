@@ -47,13 +47,14 @@ write_config() {
     local host cpus mem
     host=$(hostname -s)
     cpus=$(nproc)
-    # RealMemory a little under what slurmd sees, or the node is drained for "Low RealMemory"
+    # RealMemory a little under what slurmd sees, or the node is drained for "Low RealMemory";
+    # the node and the controller at the loopback address: no name lookup of this host is needed
     mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
     mem=$(( mem * 9 / 10 ))
     cat >"$CONF" <<EOF
 # written by tests/slurm/cluster.sh: one node, this machine
 ClusterName=dlrun
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -79,7 +80,7 @@ ReturnToService=2
 KillWait=5
 MinJobAge=300
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 }
