@@ -284,8 +284,15 @@ def _result(launcher, job, params):
 
     try:
         return job.results()[0]
-    except submitit.core.utils.UncompletedJobError as e:  # FailedJobError too: the job raised
-        return _failed(launcher, job, params, _one_line(str(e), last=True))
+    except submitit.core.utils.UncompletedJobError as e:
+        return _failed(launcher, job, params, _why(e))
+
+
+def _why(error) -> str:
+    """One line from submitit's FailedJobError (the job raised: the trace's last line, framed by dashes)
+    or UncompletedJobError (no result: its first two lines, which say so)."""
+    parts = re.split(r"\n-{10,}\n", str(error))
+    return _one_line(parts[1], last=True) if len(parts) > 2 else " ".join(parts[0].split("\n")[:2])
 
 
 def _failed(launcher, job, params, why: str):

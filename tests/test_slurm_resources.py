@@ -114,3 +114,20 @@ def test_a_notice_before_the_loop_runs_calls_no_other_sigterm_handler():
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert calls == []
+
+
+def test_submitit_errors_shrink_to_the_line_that_says_what_went_wrong():
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    sbatch = "sbatch: error: Invalid generic resource (gres) specification\nTry \"sbatch --help\" for more information"
+    assert slurm._one_line(sbatch) == "sbatch: error: Invalid generic resource (gres) specification"
+    # submitit's own wording (submitit/core/core.py)
+    failed = FailedJobError("Job (task=0) failed during processing with trace:\n----------------------\nTraceback "
+                            "(most recent call last):\n  File \"x.py\", line 1, in <module>\nRuntimeError: out of "
+                            "memory\n\n----------------------\nYou can check full logs with 'job.stderr(0)' and "
+                            "'job.stdout(0)'or at paths:\n  - /s/5_0_log.err\n  - /s/5_0_log.out")
+    uncompleted = UncompletedJobError("Job 5 (task: 0) with path /s/5_0_result.pkl\nhas not produced any output "
+                                      "(state: TIMEOUT)\nError stream produced:\n----------------------------------------\nx")
+    assert slurm._why(failed) == "RuntimeError: out of memory"
+    assert slurm._why(uncompleted) == ("Job 5 (task: 0) with path /s/5_0_result.pkl has not produced any output "
+                                       "(state: TIMEOUT)")
