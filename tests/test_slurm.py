@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.subprocess]
 SLURM = ["-m", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0"]
 TINY = ["data=synthetic", "data.size=64", "data.shape=[8]", "data.num_classes=3", "model=mlp", "trainer.max_epochs=1",
         "trainer.progress=none"]
+NODE_CPUS = len(os.sched_getaffinity(0))  # `nproc`, which cluster.sh gives the node
 ENV = {"PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS / "slurm"), os.environ.get("PYTHONPATH", "")])}
 
 
@@ -79,7 +80,7 @@ def test_cpu_only_preset_runs_a_two_job_sweep(slurm_cluster, tmp_path):
     assert [r["status"] for r in job_rows(sweep)] == ["completed", "completed"]
     assert len(job_dirs(sweep)) == 2
     script = submission(sweep)  # one task, all of the node's CPUs, no GPU request
-    assert "--ntasks-per-node=1" in script and f"--cpus-per-task={os.cpu_count()}" in script, script
+    assert "--ntasks-per-node=1" in script and f"--cpus-per-task={NODE_CPUS}" in script, script
     assert "--gpus-per-node" not in script, script
     logs = list((sweep / ".submitit").glob("*/*_0_log.out"))
     assert len(logs) == 2 and all(re.search(r"job_id=\d+_\d", p.read_text()) for p in logs)  # real SLURM job ids
@@ -106,7 +107,7 @@ def test_cpus_per_task_more_than_a_node_has_is_refused(slurm_cluster):
     from dlrun.slurm import fit_resources, read_partition
 
     part = read_partition(None)
-    assert (part.name, part.cpus, part.gpus) == ("debug", os.cpu_count(), 0)
+    assert (part.name, part.cpus, part.gpus) == ("debug", NODE_CPUS, 0)
     with pytest.raises(ConfigError, match=r"cpus_per_task=8 is not allowed: 1 task\(s\) x 8 CPUs do not fit"):
         fit_resources({"cpus_per_task": 8, "gpus_per_node": 0, "tasks_per_node": 0}, part)
 

@@ -45,7 +45,7 @@ install_packages() {
 write_config() {
     local host cpus mem
     host=$(hostname -s)
-    cpus=$(nproc)
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # the CPUs this process may use
     # RealMemory a little under what slurmd sees, or the node is drained for "Low RealMemory";
     # the node and the controller at the loopback address: no name lookup of this host is needed
     mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
