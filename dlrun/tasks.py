@@ -51,11 +51,12 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     from dlrun.models import build_model_and_loss
     from dlrun.nn.initializers import initialize
     from dlrun.nn.regularizers import build_penalty
+    from dlrun.slurm import threads_from_scheduler
     from dlrun.sweep import threads_per_job
     from dlrun.transfer import build_optimizer
 
     t = cfg.trainer
-    if threads := t.num_threads or threads_per_job():
+    if threads := t.num_threads or threads_from_scheduler() or threads_per_job():
         torch.set_num_threads(threads)
     seed_everything(cfg.seed, t.deterministic)
     ddp = distributed.launched_by_torchrun()
