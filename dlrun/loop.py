@@ -75,7 +75,7 @@ class Loop:
 
     # -- callbacks ---------------------------------------------------------------------------------
     def request_stop(self, reason: str = "stopped_early") -> None:
-        """Ask the loop to stop after the current batch (interrupted) or epoch (stopped_early)."""
+        """Ask the loop to stop after the current batch (interrupted) or epoch (stopped_early, pruned)."""
         if self.stop_reason != "interrupted":
             self.stop_reason = reason
 
@@ -175,11 +175,12 @@ class Loop:
                     self._call("on_epoch_end", row)
                     if metrics_log is not None:  # after the callbacks: the keys they add (grad_norm/...) land too
                         metrics_log.write(row)
-                if self.stop_reason != "interrupted":
+                if self.stop_reason not in ("interrupted", "pruned"):  # a pruned trial stops at once: no test
                     self._call("on_train_end")
                     test = evaluate(self.model, self.data.test, self.loss_fn, self.device, self.amp_dtype, "test",
                                     self.data.info.target_std)
-            status = {"interrupted": "interrupted", "stopped_early": "stopped_early"}.get(self.stop_reason, "completed")
+            status = {"interrupted": "interrupted", "stopped_early": "stopped_early", "pruned": "pruned"}.get(
+                self.stop_reason, "completed")
         except KeyboardInterrupt:  # a second Ctrl-C, or a signal we could not hook
             status = "interrupted"
         except BaseException as e:

@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import shutil
+import sys
+import types
 from pathlib import Path
 
 from hydra.experimental.callback import Callback as HydraCallback
@@ -51,7 +53,7 @@ def prepare_job(run_dir: Path) -> tuple[str, object]:
     last = run_dir / "checkpoints" / "last.pt"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     status = summary and summary.get("status")
-    if status in ("completed", "stopped_early"):
+    if status in ("completed", "stopped_early", "pruned"):
         return "skip", summary
     if status in (None, "interrupted") and last.is_file():
         return "resume", last
@@ -96,7 +98,7 @@ class SweepReport(HydraCallback):
         monitor = row["monitor"]
         value = row.get(f"best/{monitor}")
         shown = f"{monitor}={value:.4f}" if isinstance(value, float) else f"{monitor}=-"
-        style = {"failed": "red", "interrupted": "yellow"}.get(row["status"], "green")
+        style = {"failed": "red", "interrupted": "yellow", "pruned": "cyan"}.get(row["status"], "green")
         console.print(f"[bold]job {run.name}[/] {row['overrides'] or '(defaults)'} [{style}]{row['status']}[/] {shown}",
                       highlight=False)
         write_manifest(run.parent)
@@ -115,3 +117,14 @@ class SweepReport(HydraCallback):
         console.print(rich_table(rows, title=f"sweep {sweep_dir}"))
         console.print(f"summary.csv and {MANIFEST} in {sweep_dir}; compare in TensorBoard: tensorboard --logdir {sweep_dir}",
                       markup=False, highlight=False)
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, overrides=()) -> list[dict]:
+        """`dlrun.sweep([...])`: `dlrun -m OVERRIDES` from Python; the jobs' rows, best first (dlrun/api.py)."""
+        from dlrun.api import sweep
+
+        return sweep(overrides)
+
+
+sys.modules[__name__].__class__ = _CallableModule  # the module keeps its name and is the function too

@@ -50,6 +50,7 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     from dlrun.models import build_model_and_loss
     from dlrun.nn.initializers import initialize
     from dlrun.nn.regularizers import build_penalty
+    from dlrun.search.trial import trial_callback
     from dlrun.sweep import threads_per_job
     from dlrun.transfer import build_optimizer
 
@@ -94,6 +95,8 @@ def build_loop(cfg: DictConfig, run_dir: Path):
         callbacks["unfreeze"] = Unfreeze(t.unfreeze_at_epoch)
     if (progress := make_progress(t.progress)) is not None:
         callbacks["progress"] = progress
+    if (trial := trial_callback()) is not None:  # a trial of an Optuna search: report each epoch, prune
+        callbacks["optuna_trial"] = trial
     if not distributed.is_main():
         callbacks = distributed.quiet_rank(callbacks)
     return Loop(cfg=cfg, run_dir=run_dir, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
@@ -179,6 +182,7 @@ TASKS = {
     "eval": "dlrun.evaluate:run_eval",
     "predict": "dlrun.evaluate:run_predict",
     "landscape": "dlrun.landscape:run",
+    "lr_find": "dlrun.lr_find:run",
 }
 
 
@@ -213,14 +217,17 @@ def run_task(cfg: DictConfig):
     return result
 
 
-def execute(cfg: DictConfig, run_dir: Path) -> tuple[int, object]:
-    """(exit code, task result). User mistakes and failures become one `error:` line and a summary.json."""
+def execute(cfg: DictConfig, run_dir: Path, reraise: bool = False) -> tuple[int, object]:
+    """(exit code, task result). User mistakes and failures become one `error:` line and a summary.json
+    (and are raised again with `reraise`: dlrun.run)."""
     try:
         validate(cfg)
         return 0, _task_function(cfg.task)(cfg, run_dir)
     except DlrunError as e:
         log.error("error: %s", e)
         _record_failure(run_dir, str(e))
+        if reraise:
+            raise
         code = e.exit_code
     except Exception as e:  # not a user mistake: a bug or an environment fault
         if os.environ.get("DLRUN_DEBUG"):
@@ -230,5 +237,7 @@ def execute(cfg: DictConfig, run_dir: Path) -> tuple[int, object]:
             f.write(traceback.format_exc())
         log.error("error: %s (traceback in %s; DLRUN_DEBUG=1 prints it)", message, run_dir / "dlrun.log")
         _record_failure(run_dir, message)
+        if reraise:
+            raise
         code = EXIT_FAILED
     return code, None
