@@ -2,9 +2,9 @@
 
 The lr grows exponentially from lr_find.min_lr to lr_find.max_lr, one optimizer step per batch;
 the loss is smoothed (an exponential moving average) and the test stops when the smoothed loss
-has grown to lr_find.diverge times its lowest value. The suggestion is the lr where the smoothed
-loss falls fastest (steepest slope against log lr) before its minimum. The model and optimizer
-are thrown away: the run folder keeps lr_find.png and lr_find.json.
+has grown to lr_find.diverge times its lowest value. The suggestion is a tenth of the lr at
+the lowest smoothed loss. The model and optimizer are thrown away: the run folder keeps
+lr_find.png and lr_find.json.
 """
 
 from __future__ import annotations
@@ -64,14 +64,14 @@ def range_test(loop, min_lr: float, max_lr: float, num_steps: int, smoothing: fl
 
 
 def suggest(lrs: list[float], smoothed: list[float]) -> float | None:
-    """The lr of the steepest descent of the smoothed loss (in log lr), looking only before its minimum."""
+    """A tenth of the lr at the lowest smoothed loss (fastai's lr_min/10): the loss is lowest just before
+    the lr is too large, so a tenth of it still trains fast and stays clear of divergence."""
     if len(lrs) < 3:
         return None
     lowest = int(np.argmin(smoothed))
-    if lowest < 2:
-        return lrs[lowest]
-    slope = np.gradient(np.asarray(smoothed[: lowest + 1]), np.log(lrs[: lowest + 1]))
-    return float(lrs[int(np.argmin(slope))])
+    if lowest == 0:  # the loss never fell
+        return None
+    return float(lrs[lowest]) / 10
 
 
 def plot(curve: dict, path: Path) -> None:
@@ -81,14 +81,13 @@ def plot(curve: dict, path: Path) -> None:
     ax.plot(curve["lr"], curve["loss"], color="0.75", lw=0.8, label="loss")
     ax.plot(curve["lr"], curve["smoothed"], color="C0", label="smoothed loss")
     if (lr := curve["suggested_lr"]) is not None:
-        i = curve["lr"].index(lr)
-        ax.axvline(lr, color="C3", ls="--", lw=1)
-        ax.plot([lr], [curve["smoothed"][i]], "o", color="C3", label=f"suggested optimizer.lr={lr:.3g}")
+        ax.axvline(lr, color="C3", ls="--", lw=1, label=f"suggested optimizer.lr={lr:.3g}")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")
-    top = np.percentile(curve["loss"], 95) if curve["loss"] else 1.0
-    ax.set_ylim(top=max(top, max(curve["smoothed"], default=top)) * 1.05)
+    low, start = min(curve["smoothed"] + curve["loss"]), curve["smoothed"][0]
+    margin = 0.1 * max(start - low, abs(low), 1e-8)
+    ax.set_ylim(low - margin, max(curve["smoothed"][: int(np.argmin(curve["smoothed"])) + 1]) + 3 * margin)
     ax.set_title("learning-rate range test")
     ax.legend(loc="upper left")
     fig.tight_layout()

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from dlrun.errors import ConfigError
 from dlrun.metrics import mode_for
 from dlrun.search import space as search_space
-from dlrun.search.trial import open_storage, trial_overrides
+from dlrun.search.trial import make_pruner, open_storage, trial_overrides
 
 log = logging.getLogger("dlrun")
 
@@ -55,21 +55,9 @@ def make_sampler(spec: Any, seed: int | None, space: dict):
     raise ConfigError("hydra.sweeper.sampler", spec, "tpe, random, grid or cmaes (or a {_target_: ...} sampler)")
 
 
-def make_pruner(name: str, warmup: int, startup: int):
-    """`median` (the trial is worse than the median of earlier trials at the same epoch), `hyperband`, `none`."""
-    pruners = optuna.pruners
-    if name == "median":
-        return pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
-    if name == "hyperband":
-        return pruners.HyperbandPruner(min_resource=max(1, warmup))
-    if name in ("none", "None", None):
-        return pruners.NopPruner()
-    raise ConfigError("hydra.sweeper.pruner", name, "median, hyperband or none")
-
-
 def _counts(study) -> int:
     """Trials that count toward n_trials: finished ones, except those that were interrupted and asked again."""
-    return sum(1 for t in study.get_trials(deepcopy=False, states=_DONE) if "retried_as" not in t.user_attrs)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=_DONE) if "retried" not in t.user_attrs)
 
 
 class OptunaSearch:
@@ -93,8 +81,12 @@ class OptunaSearch:
         self.storage_url = s.get("storage") or str((self.sweep_dir / JOURNAL).resolve())
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         direction = self._direction()
-        study = optuna.create_study(study_name=s["study_name"], storage=open_storage(self.storage_url),
-                                    sampler=make_sampler(s.get("sampler", "tpe"), s.get("seed"), space),
+        storage = open_storage(self.storage_url)
+        seed = s.get("seed")
+        if seed is not None:  # a continued search draws new points, not the first run's sequence again
+            seed += sum(x.n_trials for x in optuna.get_all_study_summaries(storage) if x.study_name == s["study_name"])
+        study = optuna.create_study(study_name=s["study_name"], storage=storage,
+                                    sampler=make_sampler(s.get("sampler", "tpe"), seed, space),
                                     pruner=make_pruner(s.get("pruner", "median"), s.get("pruner_warmup", 1),
                                                        s.get("pruner_startup_trials", 3)),
                                     direction=direction, load_if_exists=True)
@@ -107,7 +99,7 @@ class OptunaSearch:
         """Trials a kill left running: closed as failed and asked again with the same params, in the same folder."""
         folders = {}
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study._storage.set_trial_user_attr(t._trial_id, "retried_as", "next run")
+            study._storage.set_trial_user_attr(t._trial_id, "retried", True)
             study.tell(t.number, state=TrialState.FAIL)
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
             if "run_dir" in t.user_attrs:

@@ -29,6 +29,23 @@ def open_storage(url: str):
     return optuna.storages.JournalStorage(JournalFileBackend(url))
 
 
+def make_pruner(name: str, warmup: int, startup: int):
+    """`median` (the trial is worse than the median of earlier trials at the same epoch), `hyperband`, `none`."""
+    import optuna
+
+    from dlrun.errors import ConfigError
+
+    pruners = optuna.pruners
+    # steps are epochs (1, 2, ...); Optuna may prune from step n_warmup_steps / min_resource on
+    if name == "median":
+        return pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup + 1)
+    if name == "hyperband":
+        return pruners.HyperbandPruner(min_resource=warmup + 1)
+    if name in ("none", "None", None):
+        return pruners.NopPruner()
+    raise ConfigError("hydra.sweeper.pruner", name, "median, hyperband or none")
+
+
 def trial_overrides(storage_url: str, study_name: str, number: int) -> list[str]:
     """The Hydra overrides that tell a job its trial (hydra.* overrides: not in the job's folder name)."""
     env = {ENV_STORAGE: storage_url, ENV_STUDY: study_name, ENV_TRIAL: str(number)}
@@ -55,7 +72,11 @@ class TrialReporter(Callback):
     def on_fit_start(self, loop) -> None:
         import optuna
 
-        study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage_url))
+        from hydra.core.hydra_config import HydraConfig
+
+        s = HydraConfig.get().sweeper  # the pruner is not in the storage: the job builds the sweeper's own
+        pruner = make_pruner(s.get("pruner", "median"), s.get("pruner_warmup", 1), s.get("pruner_startup_trials", 3))
+        study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage_url), pruner=pruner)
         trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, self.number)
         self.trial = optuna.trial.Trial(study, trial_id)
         if loop.is_main:  # where the sweeper finds this trial's folder when it must be retried

@@ -17,7 +17,7 @@ class DlrunOptunaSweeperConf:
     n_trials: int = 20  # trials in the study, counting those of earlier runs in the same sweep folder
     n_jobs: int = 1  # trials handed to the launcher at once (joblib/submitit run them in parallel)
     pruner: str = "median"  # median | hyperband | none
-    pruner_warmup: int = 1  # epochs a trial always gets before it may be pruned
+    pruner_warmup: int = 1  # epochs every trial gets before it may be pruned
     pruner_startup_trials: int = 3  # trials that finish unpruned before pruning starts
     params: Optional[Dict[str, Any]] = None  # the search space: key: choice(...) | range(...) | interval(...)
 
