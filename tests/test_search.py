@@ -80,7 +80,7 @@ def test_median_pruner_prunes_a_trial_worse_than_the_median(tmp_path):
               "+callbacks.script.default=[0.5,0.6,0.7,0.8]", "+callbacks.script.values={3: [0.4,0.1,0.1,0.1]}"]
     rows = search(sweep, "hydra.sweeper.n_trials=4", "trainer.max_epochs=4", "hydra.sweeper.pruner=median",
                   "hydra.sweeper.pruner_warmup=1", "hydra.sweeper.pruner_startup_trials=3",
-                  "callbacks=model_checkpoint", *script)
+                  "callbacks=default", *script)
     by_trial = {r["trial"]: r for r in rows}
     assert [by_trial[i]["status"] for i in range(4)] == ["completed"] * 3 + ["pruned"]
     pruned_dir = sweep / by_trial[3]["run"]
@@ -88,6 +88,15 @@ def test_median_pruner_prunes_a_trial_worse_than_the_median(tmp_path):
     assert summary["status"] == "pruned" and summary["epochs"] == 2  # epoch 1 is the warm-up; pruned at 2
     assert summary["test"] == {}  # stopped at once: no test pass
     assert (pruned_dir / "checkpoints" / "last.pt").is_file()
+    # TensorBoard's HPARAMS tab shows the status and the best value reached
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(pruned_dir / "tb"))
+    acc.Reload()
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["status"].string_value == "pruned"
     stored = trials(sweep)
     assert stored[3].state.name == "PRUNED" and stored[3].intermediate_values == {1: 0.4, 2: 0.1}
     assert stored[0].intermediate_values == {1: 0.5, 2: 0.6, 3: 0.7, 4: 0.8}
