@@ -15,6 +15,12 @@ from dlrun.errors import EXIT_INTERRUPTED, DlrunError
 
 log = logging.getLogger("dlrun")
 CONF_DIR = str(Path(__file__).parent / "conf")
+_calls = 0  # dlrun.run / dlrun.sweep calls in progress
+
+
+def in_python() -> bool:
+    """True inside dlrun.run / dlrun.sweep: errors are raised to the caller, not printed as an exit."""
+    return _calls > 0
 
 
 def _hydra_run(overrides, multirun: bool):
@@ -29,6 +35,8 @@ def _hydra_run(overrides, multirun: bool):
     os.environ.pop("DLRUN_RUN_STAMP", None)  # left by an earlier sweep in this process
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
+    global _calls
+    _calls += 1
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dlrun"):
             hydra = GlobalHydra.instance().hydra
@@ -39,6 +47,8 @@ def _hydra_run(overrides, multirun: bool):
             return hydra.run(config_name="config", task_function=_run_one, overrides=list(overrides))
     except HydraException as e:  # a bad override or option: the message Hydra would print, as one line
         raise DlrunError(str(e).strip().splitlines()[0]) from None
+    finally:
+        _calls -= 1
 
 
 def _run_one(cfg):

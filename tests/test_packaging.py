@@ -20,3 +20,5 @@ def test_wheel_contains_every_config(tmp_path):
     assert len(configs) > 50
     assert configs <= names, sorted(configs - names)
     assert "dlrun/conf/config.yaml" in names and "dlrun/cli.py" in names
+    # the Optuna sweeper plugin, where Hydra's plugin scan finds it (a namespace package: no __init__.py)
+    assert "hydra_plugins/dlrun_optuna_sweeper/sweeper.py" in names and "hydra_plugins/__init__.py" not in names

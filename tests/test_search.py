@@ -157,3 +157,19 @@ def test_dlrun_run_raises_dlrun_errors_with_the_one_line_message(tmp_path):
         dlrun.run([*TINY, "optimizer.lr=-1", f"hydra.run.dir={tmp_path / 'a'}"])
     with pytest.raises(DlrunError, match="nosuchmodel"):
         dlrun.run(["model=nosuchmodel", f"hydra.run.dir={tmp_path / 'b'}"])
+
+
+def test_a_bad_search_setting_is_one_error(tmp_path):
+    from dlrun.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.pruner=sometimes is not allowed: median, hyperband or none"):
+        search(tmp_path / "a", "hydra.sweeper.pruner=sometimes")
+    assert not list((tmp_path / "a").glob("*/summary.json"))  # nothing was trained
+
+
+@pytest.mark.subprocess
+def test_a_bad_sampler_on_the_command_line_is_one_line_and_exit_2(tmp_path):
+    proc = run_dlrun("-m", "hparams_search=mlp", "hydra.sweeper.sampler=foo", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert "error: hydra.sweeper.sampler=foo is not allowed: tpe, random, grid or cmaes" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr

@@ -1,5 +1,6 @@
 """The Hydra Sweeper class; the work is in dlrun.search.sweeper (imported when a search starts)."""
 
+import sys
 from typing import Any, List
 
 from hydra.plugins.sweeper import Sweeper
@@ -18,4 +19,13 @@ class DlrunOptunaSweeper(Sweeper):
                                    config=config)
 
     def sweep(self, arguments: List[str]) -> Any:
-        return self.search.run(arguments)
+        from dlrun import api
+        from dlrun.errors import DlrunError
+
+        try:
+            return self.search.run(arguments)
+        except DlrunError as e:  # a user mistake in the search settings: one line, not Hydra's traceback
+            if api.in_python():
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(e.exit_code)
