@@ -89,7 +89,7 @@ def plot(curve: dict, path: Path) -> None:
     margin = 0.1 * max(start - low, abs(low), 1e-8)
     ax.set_ylim(low - margin, max(curve["smoothed"][: int(np.argmin(curve["smoothed"])) + 1]) + 3 * margin)
     ax.set_title("learning-rate range test")
-    ax.legend(loc="upper left")
+    ax.legend(loc="lower left")
     fig.tight_layout()
     save_figure(fig, path)
 
