@@ -23,6 +23,27 @@ TINY = ["model=mlp", "model.hidden=[8]", "data=synthetic", "data.size=64", "data
 SPACE = ["hydra/sweeper=dlrun_optuna", "hydra.sweeper.sampler=random", "optimizer.lr=tag(log,interval(0.001,0.3))"]
 
 
+def test_search_space_syntax_of_hydra_optuna_sweeper():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from dlrun.search.space import grid, parse
+
+    space, fixed = parse(["optimizer.lr=tag(log, interval(1e-4, 0.1))", "model.dropout=interval(0.0, 0.5)",
+                          "model.hidden=choice([64],[128,64])", "optimizer=sgd,adam", "data.batch_size=range(32,257,32)",
+                          "x=range(0.1,0.5,0.1)", "model.depth=int(interval(2, 8))", "trainer.max_epochs=3"])
+    assert space["optimizer.lr"] == FloatDistribution(1e-4, 0.1, log=True)
+    assert space["model.dropout"] == FloatDistribution(0.0, 0.5)
+    assert space["model.hidden"] == CategoricalDistribution(["[64]", "[128,64]"])
+    assert space["optimizer"] == CategoricalDistribution(["sgd", "adam"])
+    assert space["data.batch_size"] == IntDistribution(32, 256, step=32)  # range's stop is excluded
+    assert space["model.depth"] == IntDistribution(2, 8)
+    assert fixed == {"trainer.max_epochs": "3"}
+    assert grid({"x": space["x"], "optimizer": space["optimizer"]}) == {"x": [0.1, 0.2, 0.3, 0.4],
+                                                                       "optimizer": ["sgd", "adam"]}
+    # a fixed value on the command line replaces the preset's searched one
+    assert parse(["model.dropout=interval(0.0, 0.5)", "model.dropout=0.1"]) == ({}, {"model.dropout": "0.1"})
+
+
 def search(sweep: Path, *more: str):
     return dlrun.sweep([*TINY, *SPACE, f"hydra.sweep.dir={sweep}", *more])
 

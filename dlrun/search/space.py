@@ -1,7 +1,7 @@
 """The search space in hydra-optuna-sweeper's syntax, as Optuna >= 4 distributions.
 
 `choice(a, b)` and `a,b` -> categorical; `range(lo, hi, step)` -> int (or float) with a step;
-`interval(lo, hi)` -> float (int when both ends are ints); `tag(log, interval(...))` -> log scale.
+`interval(lo, hi)` -> float (`int(interval(...))`: int); `tag(log, interval(...))` -> log scale.
 Anything that is not a sweep is a fixed override passed to every trial.
 """
 
@@ -34,10 +34,10 @@ def distribution(override: Override) -> BaseDistribution | str:
     if override.is_range_sweep():
         if value.shuffle:
             return _choices(override)
+        values = list(override.sweep_iterator())  # range's stop is excluded, Optuna's high is included
         if any(isinstance(v, float) for v in (value.start, value.stop, value.step)):
-            # range's stop is exclusive; Optuna's high is inclusive
-            return FloatDistribution(value.start, value.stop - value.step, step=value.step)
-        return IntDistribution(int(value.start), int(value.stop) - int(value.step), step=int(value.step))
+            return FloatDistribution(min(values), max(values), step=abs(value.step))
+        return IntDistribution(min(values), max(values), step=abs(int(value.step)))
     if override.is_interval_sweep():
         log = "log" in value.tags
         if isinstance(value.start, int) and isinstance(value.end, int):
@@ -70,7 +70,8 @@ def grid(space: dict[str, BaseDistribution]) -> dict[str, list]:
             out[name] = list(d.choices)
         elif isinstance(d, (IntDistribution, FloatDistribution)) and d.step is not None and not d.log:
             n = int(round((d.high - d.low) / d.step)) + 1
-            out[name] = [d.low + i * d.step for i in range(n)]
+            out[name] = [d.low + i * d.step if isinstance(d, IntDistribution) else round(d.low + i * d.step, 12)
+                         for i in range(n)]
         else:
             raise ConfigError(f"hydra.sweeper.params.{name}", d, "a grid needs choice(...) or range(...), "
                               "not an interval")
