@@ -71,6 +71,14 @@ def test_six_trial_search_best_trial_is_the_best_row(tmp_path):
         assert r["run"].startswith(f"{r['trial']}_")
 
 
+def test_grid_sampler_runs_each_combination_once(tmp_path):
+    rows = dlrun.sweep([*TINY, "hydra/sweeper=dlrun_optuna", "hydra.sweeper.sampler=grid", "optimizer=sgd,adam",
+                        "hydra.sweeper.n_trials=10", "trainer.max_epochs=1", "callbacks=none",
+                        f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    assert sorted(o for r in rows for o in r["overrides"].split() if o.startswith("optimizer=")) == [
+        "optimizer=adam", "optimizer=sgd"]
+
+
 def test_a_killed_search_run_again_ends_with_n_trials_without_rerunning_the_first(tmp_path):
     from search_components import Killed
 

@@ -123,11 +123,16 @@ class OptunaSearch:
             return True  # left running: the next run of the command asks it again
         value = ret._return_value if ret.status == JobStatus.COMPLETED else None
         if status == "pruned":
-            study.tell(trial, state=TrialState.PRUNED)
+            outcome = {"state": TrialState.PRUNED}
         elif isinstance(value, (int, float)) and math.isfinite(value) and status in ("completed", "stopped_early"):
-            study.tell(trial, float(value))
+            outcome = {"values": float(value)}
         else:
-            study.tell(trial, state=TrialState.FAIL)
+            outcome = {"state": TrialState.FAIL}
+        try:
+            study.tell(trial, **outcome)
+        except RuntimeError as e:  # GridSampler stops the study when the grid is done: ask-and-tell has no loop to stop
+            if "Study.stop" not in str(e):
+                raise
         return False
 
     def _launch(self, trials, overrides) -> list:
