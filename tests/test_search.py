@@ -134,6 +134,7 @@ def test_median_pruner_prunes_a_trial_worse_than_the_median(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_joblib_search_with_two_jobs_shares_one_study(tmp_path):
     sweep = tmp_path / "sweep"
     rows = search(sweep, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
