@@ -176,7 +176,8 @@ class OptunaSearch:
         except ValueError:
             log.warning("no trial of study %s completed", study.study_name)
             return
-        states = [t.state.name.lower() for t in study.get_trials(deepcopy=False, states=_DONE)]
+        states = [t.state.name.lower() for t in study.get_trials(deepcopy=False, states=_DONE)
+                  if "retried" not in t.user_attrs]
         results = {"name": "dlrun_optuna", "study_name": study.study_name, "storage": self.storage_url,
                    "best_trial": best.number, "best_params": best.params, "best_value": best.value,
                    "trials": {s: states.count(s) for s in ("complete", "pruned", "fail")}}
