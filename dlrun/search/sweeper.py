@@ -64,6 +64,7 @@ class OptunaSearch:
     def __init__(self, settings: dict, *, hydra_context, task_function, config):
         self.s = settings
         self.config = config
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # dlrun's own line names the study and its storage
         self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
                                                                 task_function=task_function)
         self.sweep_dir = Path(config.hydra.sweep.dir)
