@@ -174,7 +174,7 @@ def rich_table(rows: list[dict], title: str = "runs"):
         # folder names repeat the overrides: keep them short, wrap the overrides instead
         table.add_column(c, overflow="ellipsis" if c == "run" else "fold", max_width=12 if c == "run" else None,
                          min_width=24 if c == "overrides" else None, no_wrap=c == "run")
-    style = {"completed": "green", "stopped_early": "green", "pruned": "cyan", "interrupted": "yellow", "failed": "red"}
+    style = {"completed": "green", "stopped_early": "green", "interrupted": "yellow", "failed": "red"}
     for r, overrides in zip(rows, override_sets):
         shown = {**r, "overrides": " ".join(o for o in overrides if o not in common)}
         table.add_row(*(_cell(shown.get(c)) for c in cols), style=style.get(r.get("status"), ""))

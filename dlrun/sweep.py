@@ -30,6 +30,17 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+class _CallableModule(types.ModuleType):
+    def __call__(self, overrides=()) -> list[dict]:
+        """`dlrun.sweep([...])`: `dlrun -m OVERRIDES` from Python; the jobs' rows, best first (dlrun/api.py)."""
+        from dlrun.api import sweep
+
+        return sweep(overrides)
+
+
+sys.modules[__name__].__class__ = _CallableModule  # the module keeps its name and is the function too
+
+
 def threads_per_job() -> int:
     """Parallel local jobs (joblib n_jobs > 1) share the cores instead of each taking them all."""
     from hydra.core.hydra_config import HydraConfig
@@ -98,7 +109,7 @@ class SweepReport(HydraCallback):
         monitor = row["monitor"]
         value = row.get(f"best/{monitor}")
         shown = f"{monitor}={value:.4f}" if isinstance(value, float) else f"{monitor}=-"
-        style = {"failed": "red", "interrupted": "yellow", "pruned": "cyan"}.get(row["status"], "green")
+        style = {"failed": "red", "interrupted": "yellow"}.get(row["status"], "green")
         console.print(f"[bold]job {run.name}[/] {row['overrides'] or '(defaults)'} [{style}]{row['status']}[/] {shown}",
                       highlight=False)
         write_manifest(run.parent)
@@ -117,14 +128,3 @@ class SweepReport(HydraCallback):
         console.print(rich_table(rows, title=f"sweep {sweep_dir}"))
         console.print(f"summary.csv and {MANIFEST} in {sweep_dir}; compare in TensorBoard: tensorboard --logdir {sweep_dir}",
                       markup=False, highlight=False)
-
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, overrides=()) -> list[dict]:
-        """`dlrun.sweep([...])`: `dlrun -m OVERRIDES` from Python; the jobs' rows, best first (dlrun/api.py)."""
-        from dlrun.api import sweep
-
-        return sweep(overrides)
-
-
-sys.modules[__name__].__class__ = _CallableModule  # the module keeps its name and is the function too
