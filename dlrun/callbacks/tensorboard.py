@@ -173,15 +173,15 @@ class TensorBoardLogger(Callback):
         if self._hook is not None:
             self._hook.remove()
         tested = summary["status"] in ("completed", "stopped_early") and summary.get("test")
-        if tested or (summary["status"] == "pruned" and summary.get("best")):  # a pruned trial has no test
-            results = dict(summary.get("test") or {})
+        if tested or (summary["status"] == "pruned" and summary.get("best")):  # a pruned trial: its best, no test
+            results = dict(summary["test"])
             if summary.get("best"):
                 results.update({f"best/{k}": v for k, v in summary["best"].items() if k != "epoch"})
             for key, value in results.items():
                 self.writer.add_scalar(key, value, loop.epoch)
             if tested and loop.data.info.task == "classification":
                 self._add_confusion_matrix(loop)
-            self._add_hparams(loop, results, summary["status"])
+            self._add_hparams(loop, results)
         self.writer.close()
 
     # -- pictures --------------------------------------------------------------------------------------
@@ -252,10 +252,10 @@ class TensorBoardLogger(Callback):
         finally:
             model.train(was_training)
 
-    def _add_hparams(self, loop, results: dict, status: str) -> None:
+    def _add_hparams(self, loop, results: dict) -> None:
         from torch.utils.tensorboard.summary import hparams
 
         # written into this run's own event file: the metrics are the scalars logged just above
-        exp, ssi, sei = hparams({**flat_hparams(loop.cfg), "status": status}, results)
+        exp, ssi, sei = hparams(flat_hparams(loop.cfg), results)
         for s in (exp, ssi, sei):
             self.writer.file_writer.add_summary(s)
