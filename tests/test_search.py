@@ -124,7 +124,7 @@ def test_median_pruner_prunes_a_trial_worse_than_the_median(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    acc = EventAccumulator(str(pruned_dir / "tb"))
+    acc = EventAccumulator(str(next(pruned_dir.rglob("events.out.tfevents.*")).parent))
     acc.Reload()
     start = plugin_data_pb2.HParamsPluginData.FromString(
         acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
