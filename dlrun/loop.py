@@ -179,8 +179,9 @@ class Loop:
                     self._call("on_train_end")
                     test = evaluate(self.model, self.data.test, self.loss_fn, self.device, self.amp_dtype, "test",
                                     self.data.info.target_std)
-            status = {"interrupted": "interrupted", "stopped_early": "stopped_early", "pruned": "pruned"}.get(
-                self.stop_reason, "completed")
+            status = {"interrupted": "interrupted", "stopped_early": "stopped_early"}.get(self.stop_reason, "completed")
+            if self.stop_reason == "pruned":  # a search trial its pruner stopped (dlrun/search/trial.py)
+                status = "pruned"
         except KeyboardInterrupt:  # a second Ctrl-C, or a signal we could not hook
             status = "interrupted"
         except BaseException as e:

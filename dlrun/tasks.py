@@ -50,7 +50,6 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     from dlrun.models import build_model_and_loss
     from dlrun.nn.initializers import initialize
     from dlrun.nn.regularizers import build_penalty
-    from dlrun.search.trial import trial_callback
     from dlrun.sweep import threads_per_job
     from dlrun.transfer import build_optimizer
 
@@ -95,6 +94,8 @@ def build_loop(cfg: DictConfig, run_dir: Path):
         callbacks["unfreeze"] = Unfreeze(t.unfreeze_at_epoch)
     if (progress := make_progress(t.progress)) is not None:
         callbacks["progress"] = progress
+    from dlrun.search.trial import trial_callback
+
     if (trial := trial_callback()) is not None:  # a trial of an Optuna search: report each epoch, prune
         callbacks["optuna_trial"] = trial
     if not distributed.is_main():
