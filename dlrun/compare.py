@@ -58,6 +58,8 @@ def run_row(run: Path, root: Path | None = None) -> dict:
         "monitor": monitor,
         f"best/{monitor}": best.get(monitor),
     }
+    if "trial" in summary:  # a trial of an Optuna search (its params are in the overrides)
+        row["trial"] = summary["trial"]
     row.update(summary.get("test") or {})
     if "landscape" in summary:
         ls = summary["landscape"]

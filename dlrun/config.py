@@ -83,8 +83,17 @@ class PredictConfig:
 
 
 @dataclass
+class LrFindConfig:  # task=lr_find (dlrun/lr_find.py): the learning-rate range test
+    min_lr: float = 1e-7
+    max_lr: float = 10.0
+    num_steps: int = 200  # one optimizer step per batch, the lr growing exponentially from min_lr to max_lr
+    smoothing: float = 0.05  # weight of the newest loss in the moving average
+    diverge: float = 4.0  # stop when the smoothed loss exceeds this many times its lowest value
+
+
+@dataclass
 class DlrunConfig:
-    task: str = "train"  # train | summary | eval | predict | landscape
+    task: str = "train"  # train | summary | eval | predict | landscape | lr_find
     seed: int = 42
     ckpt_path: Optional[str] = None
     monitor: str = "val/acc"
@@ -100,9 +109,10 @@ class DlrunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     landscape: Any = None  # task=landscape: a dlrun/conf/landscape/*.yaml (checked by _validate_landscape)
+    lr_find: LrFindConfig = field(default_factory=LrFindConfig)
 
 
-TASKS = ("train", "summary", "eval", "predict", "landscape")
+TASKS = ("train", "summary", "eval", "predict", "landscape", "lr_find")
 PRECISIONS = ("32", "bf16", "16")
 SPLITS = ("test", "val", "train")
 PROGRESS = ("auto", "rich", "plain", "none")

@@ -83,7 +83,7 @@ class Loop:
 
     # -- callbacks ---------------------------------------------------------------------------------
     def request_stop(self, reason: str = "stopped_early") -> None:
-        """Ask the loop to stop after the current batch (interrupted) or epoch (stopped_early)."""
+        """Ask the loop to stop after the current batch (interrupted) or epoch (stopped_early, pruned)."""
         if self.stop_reason != "interrupted":
             self.stop_reason = reason
 
@@ -182,7 +182,7 @@ class Loop:
                     self._call("on_epoch_end", row)
                     if metrics_log is not None:  # after the callbacks: the keys they add (grad_norm/...) land too
                         metrics_log.write(row)
-                if self.stop_reason != "interrupted":
+                if self.stop_reason not in ("interrupted", "pruned"):  # a pruned trial stops at once: no test
                     self._call("on_train_end")
                     counts = ConfusionCounts(self.data.info.num_classes, self.device) \
                         if self.data.info.task == "classification" else None
@@ -190,6 +190,8 @@ class Loop:
                                     self.data.info.target_std, counts)
                     self.test_confusion = counts.compute() if counts is not None else None
             status = {"interrupted": "interrupted", "stopped_early": "stopped_early"}.get(self.stop_reason, "completed")
+            if self.stop_reason == "pruned":  # a search trial its pruner stopped (dlrun/search/trial.py)
+                status = "pruned"
         except KeyboardInterrupt:  # a second Ctrl-C, or a signal we could not hook
             status = "interrupted"
         except BaseException as e:

@@ -6,7 +6,7 @@ from rich.table import Table
 
 from dlrun.console import show
 
-_STATUS_STYLE = {"completed": "green", "stopped_early": "green", "interrupted": "yellow", "failed": "red"}
+_STATUS_STYLE = {"completed": "green", "stopped_early": "green", "pruned": "cyan", "interrupted": "yellow", "failed": "red"}
 
 
 def _fmt(value) -> str:

@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import shutil
+import sys
+import types
 from pathlib import Path
 
 from hydra.experimental.callback import Callback as HydraCallback
@@ -27,6 +29,17 @@ def in_multirun() -> bool:
     from hydra.types import RunMode
 
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, overrides=()) -> list[dict]:
+        """`dlrun.sweep([...])`: `dlrun -m OVERRIDES` from Python; the jobs' rows, best first (dlrun/api.py)."""
+        from dlrun.api import sweep
+
+        return sweep(overrides)
+
+
+sys.modules[__name__].__class__ = _CallableModule  # the module keeps its name and is the function too
 
 
 def threads_per_job() -> int:
@@ -78,7 +91,7 @@ def prepare_job(run_dir: Path) -> tuple[str, object]:
     last = run_dir / "checkpoints" / "last.pt"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     status = summary and summary.get("status")
-    if status in ("completed", "stopped_early"):
+    if status in ("completed", "stopped_early", "pruned"):
         return "skip", summary
     if status in (None, "interrupted") and last.is_file():
         return "resume", last

@@ -96,6 +96,10 @@ def build_loop(cfg: DictConfig, run_dir: Path):
         callbacks["unfreeze"] = Unfreeze(t.unfreeze_at_epoch)
     if (progress := make_progress(t.progress)) is not None:
         callbacks["progress"] = progress
+    from dlrun.search.trial import trial_callback
+
+    if (trial := trial_callback()) is not None:  # a trial of an Optuna search: report each epoch, prune
+        callbacks["optuna_trial"] = trial
     if not distributed.is_main():
         callbacks = distributed.quiet_rank(callbacks)
     return Loop(cfg=cfg, run_dir=run_dir, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
@@ -238,6 +242,7 @@ TASKS = {
     "eval": "dlrun.evaluate:run_eval",
     "predict": "dlrun.evaluate:run_predict",
     "landscape": "dlrun.landscape:run",
+    "lr_find": "dlrun.lr_find:run",
 }
 
 
@@ -275,8 +280,9 @@ def run_task(cfg: DictConfig):
     return result
 
 
-def execute(cfg: DictConfig, run_dir: Path) -> tuple[int, object]:
-    """(exit code, task result). User mistakes and failures become one `error:` line and a summary.json."""
+def execute(cfg: DictConfig, run_dir: Path, reraise: bool = False) -> tuple[int, object]:
+    """(exit code, task result). User mistakes and failures become one `error:` line and a summary.json
+    (and are raised again with `reraise`: dlrun.run)."""
     try:
         validate(cfg)
         if cfg.task != "train":  # train writes it once it knows it trains here (not a skipped sweep job)
@@ -290,6 +296,8 @@ def execute(cfg: DictConfig, run_dir: Path) -> tuple[int, object]:
     except DlrunError as e:
         log.error("error: %s", e)
         _record_failure(run_dir, str(e))
+        if reraise:
+            raise
         code = e.exit_code
     except Exception as e:  # not a user mistake: a bug or an environment fault
         if os.environ.get("DLRUN_DEBUG"):
@@ -302,5 +310,7 @@ def execute(cfg: DictConfig, run_dir: Path) -> tuple[int, object]:
             pass  # a full disk: the error line is still printed
         log.error("error: %s (traceback in %s; DLRUN_DEBUG=1 prints it)", message, run_dir / "dlrun.log")
         _record_failure(run_dir, message)
+        if reraise:
+            raise
         code = EXIT_FAILED
     return code, None

@@ -20,6 +20,8 @@ def test_wheel_contains_every_config(tmp_path):
     assert proc.returncode == 0, proc.stderr
     [wheel] = tmp_path.glob("dlrun-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
+    # the Optuna sweeper plugin, where Hydra's plugin scan finds it (a namespace package: no __init__.py)
+    assert "hydra_plugins/dlrun_optuna_sweeper/sweeper.py" in names and "hydra_plugins/__init__.py" not in names
     configs = {str(p.relative_to(ROOT)) for p in (ROOT / "dlrun" / "conf").rglob("*.yaml")}
     assert len(configs) > 50
     assert configs <= names, sorted(configs - names)

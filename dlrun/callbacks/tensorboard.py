@@ -259,13 +259,14 @@ class TensorBoardLogger(Callback):
             return
         if self._hook is not None:
             self._hook.remove()
-        if summary["status"] in ("completed", "stopped_early") and summary.get("test"):
+        tested = summary["status"] in ("completed", "stopped_early") and summary.get("test")
+        if tested or (summary["status"] == "pruned" and summary.get("best")):  # a pruned trial: its best, no test
             results = dict(summary["test"])
             if summary.get("best"):
                 results.update({f"best/{k}": v for k, v in summary["best"].items() if k != "epoch"})
             for key, value in results.items():
                 self.writer.add_scalar(key, value, loop.epoch)
-            if loop.data.info.task == "classification":
+            if tested and loop.data.info.task == "classification":
                 self._add_confusion_matrix(loop)
             self._add_hparams(loop)
         self.writer.close()
