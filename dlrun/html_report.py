@@ -12,7 +12,7 @@ from pathlib import Path
 log = logging.getLogger("dlrun")
 
 MAX_JOB_FIGURES = 30  # beyond this many runs, each run's own curves are left out (the file stays small)
-STATUS_CLASS = {"completed": "ok", "stopped_early": "ok", "interrupted": "warn", "failed": "bad"}
+STATUS_CLASS = {"completed": "ok", "stopped_early": "ok", "pruned": "ok", "interrupted": "warn", "failed": "bad"}
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;padding:1.5rem;color:#222;

@@ -5,8 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from dlrun.console import show
-
-_STATUS_STYLE = {"completed": "green", "stopped_early": "green", "pruned": "cyan", "interrupted": "yellow", "failed": "red"}
+from dlrun.table import STATUS_STYLE
 
 
 def _fmt(value) -> str:
@@ -18,7 +17,7 @@ def print_run_summary(summary: dict, extra: dict | None = None) -> None:
     table.add_column(style="bold")
     table.add_column()
     status = summary["status"]
-    table.add_row("status", f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]")
+    table.add_row("status", f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]")
     table.add_row("epochs", str(summary["epochs"]))
     if summary.get("best"):
         best = summary["best"]

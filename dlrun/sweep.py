@@ -129,6 +129,7 @@ class SweepReport(HydraCallback):
             return
         from dlrun.compare import run_row
         from dlrun.console import console
+        from dlrun.table import STATUS_STYLE
 
         run = Path(job_return.hydra_cfg.hydra.runtime.output_dir)
         if not (run / "summary.json").is_file():
@@ -137,7 +138,7 @@ class SweepReport(HydraCallback):
         monitor = row["monitor"]
         value = row.get(f"best/{monitor}")
         shown = f"{monitor}={value:.4f}" if isinstance(value, float) else f"{monitor}=-"
-        style = {"failed": "red", "interrupted": "yellow"}.get(row["status"], "green")
+        style = STATUS_STYLE.get(row["status"], "white")
         console.print(f"[bold]job {run.name}[/] [{style}]{row['status']}[/] {shown}", highlight=False, soft_wrap=True)
         write_manifest(run.parent)
 
