@@ -69,6 +69,11 @@ def test_six_trial_search_best_trial_is_the_best_row(tmp_path):
     assert [t.state.name for t in stored] == ["COMPLETE"] * 6
     for r in rows:
         assert r["run"].startswith(f"{r['trial']}_")
+    # the study's figures, embedded in the sweep's report
+    report = (sweep / "report.html").read_text()
+    for name in ("optuna_parallel_coordinates.png", "optuna_param_importances.png"):
+        assert (sweep / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report.count("data:image/png;base64,") >= 4  # curves, metrics and the two study figures
 
 
 def test_grid_sampler_runs_each_combination_once(tmp_path):

@@ -183,5 +183,11 @@ class OptunaSearch:
                    "best_trial": best.number, "best_params": best.params, "best_value": best.value,
                    "trials": {s: states.count(s) for s in ("complete", "pruned", "fail")}}
         OmegaConf.save(OmegaConf.create(results), self.sweep_dir / RESULTS)
+        try:  # before the sweep's end: report.html embeds every figure of the sweep folder
+            from dlrun.figures import optuna_figures
+
+            optuna_figures(study, self.sweep_dir)
+        except Exception as e:  # noqa: BLE001 - a figure is a convenience; the study is saved
+            log.warning("could not draw the study's figures: %s: %s", type(e).__name__, e)
         log.info("best trial %d: %s=%.4f with %s", best.number, self.config.monitor, best.value,
                  " ".join(f"{k}={v}" for k, v in best.params.items()))
