@@ -89,14 +89,20 @@ def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path, re
         [r["val/loss"] for r in read_jsonl(reference / "metrics.jsonl")])
 
 
-@pytest.mark.subprocess
-def test_sigterm_stops_gracefully_and_resumes_exactly_from_mid_epoch(tmp_path, reference):
+def stopped_mid_epoch(tmp_path: Path, sig: int) -> tuple[Path, Path, str]:
+    """(run folder, pause file, output) of a run stopped by `sig` at batch 4 of epoch 2 (exit code 130)."""
     run_dir, progress = tmp_path / "run", tmp_path / "progress"
     proc = start(run_dir, *paused(progress, epochs_done=1, batch=4))
     wait_for(proc, progress)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
+    return run_dir, progress, out
+
+
+@pytest.mark.subprocess
+def test_sigterm_stops_gracefully_and_resumes_exactly_from_mid_epoch(tmp_path, reference):
+    run_dir, progress, out = stopped_mid_epoch(tmp_path, signal.SIGTERM)
     summary = read_summary(run_dir)
     assert summary["status"] == "interrupted" and summary["epochs"] == 1 and summary["test"] == {}
     assert "trainer.resume=true" in out  # tells the user how to continue
@@ -179,17 +185,13 @@ def test_an_interrupt_between_accumulated_batches_waits_for_the_optimizer_step(t
         assert torch.equal(a, b), name
 
 
+@pytest.mark.subprocess
 def test_the_command_printed_after_ctrl_c_continues_the_same_run(tmp_path, reference):
     """Pasted as printed (without the run's overrides), the hint continues the run's own config exactly."""
     import re
     import shlex
 
-    run_dir, progress = tmp_path / "run", tmp_path / "progress"
-    proc = start(run_dir, *paused(progress, epochs_done=1, batch=4))
-    wait_for(proc, progress)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out
+    run_dir, _, out = stopped_mid_epoch(tmp_path, signal.SIGINT)
     hint = re.search(r"continue with:\n\s*(dlrun .+)$", out, re.MULTILINE).group(1)
     program, *args = shlex.split(hint)
     assert program == "dlrun" and args == ["trainer.resume=true", f"hydra.run.dir={run_dir}"]
