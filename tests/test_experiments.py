@@ -18,7 +18,7 @@ from tests.conftest import CONF_DIR, TINY, run_dlrun
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 # the notes' lessons that are one sweep each, and how many jobs each runs
-SWEEPS = {"activations": 5, "init": 6, "optimizers": 6, "regularization": 6, "losses_regression": 4, "cnn_zoo": 4}
+SWEEPS = {"activations": 5, "init": 8, "resnet_depth": 6, "optimizers": 6, "regularization": 6, "losses_regression": 4, "cnn_zoo": 4}
 # the input each experiment's data gives a model (no data files read here)
 SHAPES = {"digits": (1, 8, 8), "fashion_mnist": (1, 28, 28), "diabetes": (10,), "logic_gate": (2,)}
 

@@ -7,7 +7,7 @@ four times wider out). The shortcut is the identity when the shape is kept, and 
 - ImageNet style, depth 18, 34 (basic) and 50, 101, 152 (bottleneck): 7x7/2 stem + 3x3/2 max pool,
   stages of 64, 128, 256, 512 channels. On 3x224x224 the counts equal torchvision's resnet*.
   Inputs below 64x64 get the small stem instead (one 3x3/1 convolution, no pool).
-- CIFAR style, depth 20, 32, 44, 56, 110 (6n+2): 3x3 stem, three stages of n basic blocks with
+- CIFAR style, depth 8, 14, 20, 32, 44, 56, 110 (6n+2): 3x3 stem, three stages of n basic blocks with
   16, 32, 64 channels.
 Both end with global average pooling and one dense layer. `model.shortcut=false` drops every shortcut:
 the same layers as a plain deep network (He et al.'s "plain" baseline), y = act(F(x)).
@@ -66,7 +66,7 @@ def _shortcut(c_in: int, c_out: int, stride: int, batchnorm: bool) -> nn.Module:
 
 IMAGENET = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (Bottleneck, (3, 4, 6, 3)),
             101: (Bottleneck, (3, 4, 23, 3)), 152: (Bottleneck, (3, 8, 36, 3))}
-CIFAR = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}  # depth = 6n + 2
+CIFAR = {8: 1, 14: 2, 20: 3, 32: 5, 44: 7, 56: 9, 110: 18}  # depth = 6n + 2
 
 
 class ResNet(nn.Module):
