@@ -221,6 +221,30 @@ def draw_regions(jobs, fig):
     return {"rows_right": int((predicted == y).sum()), "region_fraction_1": float(classes.mean())}
 
 
+def draw_zoo(jobs, fig):
+    """Test accuracy against the model's size (weights in its checkpoint) and against training time."""
+    from dlrun import checkpoint
+
+    ax_size, ax_time = fig.subplots(1, 2)
+    drawn = {}
+    for i, job in enumerate(jobs):
+        acc = (job["summary"].get("test") or {}).get("test/acc")
+        path = job["dir"] / "checkpoints" / "last.pt"
+        if acc is None or not path.is_file():
+            continue
+        size = sum(t.numel() for k, t in checkpoint.load(path)["model"].items() if "running" not in k
+                   and "num_batches" not in k)
+        seconds = job["summary"].get("duration_s", 0.0)
+        label = job["label"].rsplit("=", 1)[-1]
+        for ax, x in ((ax_size, size), (ax_time, seconds)):
+            ax.scatter([x], [acc], color=f"C{i}", s=60)
+            ax.annotate(label, (x, acc), textcoords="offset points", xytext=(6, 4))
+        drawn[label] = {"params": size, "seconds": seconds, "test_acc": acc}
+    ax_size.set(xscale="log", xlabel="parameters", ylabel="test accuracy", title="accuracy vs size")
+    ax_time.set(xlabel="training time (s)", ylabel="test accuracy", title="accuracy vs time")
+    return drawn
+
+
 DRAWERS = {
     "activations": draw_activations,
     "init": draw_init,
@@ -231,6 +255,7 @@ DRAWERS = {
     "resnet_depth": draw_resnet_depth,
     "perceptron": draw_gate,
     "mlp_xor": draw_regions,
+    "cnn_zoo": draw_zoo,
 }
 
 
@@ -242,7 +267,7 @@ def draw(lesson: str, folder: Path) -> dict:
     jobs = [read_job(folder)] if (folder / "summary.json").is_file() else read_sweep(folder)
     if not jobs:
         raise ValueError(f"no finished job in {folder}")
-    wide = lesson in ("init", "regularization", "augmentation", "resnet_depth")
+    wide = lesson in ("init", "regularization", "augmentation", "resnet_depth", "cnn_zoo")
     fig = plt.figure(figsize=(11 if wide else 7, 4.5 if wide else 5), dpi=100)
     try:
         drawn = DRAWERS[lesson](jobs, fig)
@@ -289,6 +314,7 @@ PRESETS = {
     "optimizers": ("optimizers", True),
     "regularization": ("regularization", True),
     "augmentation": ("augmentation", True),
+    "cnn_zoo": ("cnn_zoo", True),
 }
 
 
@@ -320,8 +346,9 @@ def make_figures(out: Path, names: list[str]) -> int:
             start = time.time()
             folder = Path(tmp) / "out"
             where = "hydra.run.dir" if "xor" in name or name.startswith("perceptron") else "hydra.sweep.dir"
-            proc = subprocess.run([sys.executable, "-m", "dlrun", f"experiment={preset}", "trainer.progress=none",
-                                   f"{where}={folder}"], cwd=tmp, capture_output=True, text=True)
+            multirun = ["-m"] if where == "hydra.sweep.dir" else []  # augmentation's preset is no sweep by itself
+            proc = subprocess.run([sys.executable, "-m", "dlrun", *multirun, f"experiment={preset}",
+                                   "trainer.progress=none", f"{where}={folder}"], cwd=tmp, capture_output=True, text=True)
             figure = folder / FIGURE
             if figure.is_file():
                 shutil.copy(figure, out / f"{name}.png")
