@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +51,12 @@ def test_every_job_of_a_sweep_builds(name):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         hydra = compose(config_name="config", overrides=[f"experiment={name}"], return_hydra_config=True).hydra
         assert hydra.mode == RunMode.MULTIRUN
-        jobs = [f"{key}={value.strip()}" for key, values in hydra.sweeper.params.items()
-                for value in str(values).split(",")]
+        axes = [[f"{key}={value.strip()}" for value in str(values).split(",")]
+                for key, values in hydra.sweeper.params.items()]
+        jobs = list(itertools.product(*axes))  # every combination, as the basic sweeper runs them
         assert len(jobs) == SWEEPS[name]
         for job in jobs:
-            cfg = compose(config_name="config", overrides=[f"experiment={name}", job])
+            cfg = compose(config_name="config", overrides=[f"experiment={name}", *job])
             validate(cfg)
             regression = cfg.data.name == "diabetes"
             info = DataInfo(SHAPES[cfg.data.name], 1 if regression else 10,
