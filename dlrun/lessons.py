@@ -301,21 +301,10 @@ class LessonFigure(HydraCallback):
 
 
 # -- make figures: run each preset and keep its figure ------------------------------------------------------
-# figure name -> (experiment preset, whether it needs Fashion-MNIST)
-PRESETS = {
-    "perceptron_and": ("perceptron_and", False),
-    "perceptron_notes": ("perceptron_notes", False),
-    "perceptron_xor": ("perceptron_xor", False),
-    "mlp_xor": ("mlp_xor", False),
-    "activations": ("activations", False),
-    "init": ("init", False),
-    "resnet_depth": ("resnet_depth", False),
-    "losses_regression": ("losses_regression", False),
-    "optimizers": ("optimizers", True),
-    "regularization": ("regularization", True),
-    "augmentation": ("augmentation", True),
-    "cnn_zoo": ("cnn_zoo", True),
-}
+# the presets whose figure `make figures` collects (docs/figures/NAME.png), and those that need Fashion-MNIST
+PRESETS = ["perceptron_and", "perceptron_notes", "perceptron_xor", "mlp_xor", "activations", "init", "resnet_depth",
+           "losses_regression", "optimizers", "regularization", "augmentation", "cnn_zoo"]
+NEEDS_FASHION_MNIST = {"optimizers", "regularization", "augmentation", "cnn_zoo"}
 
 
 def fashion_mnist_here(root: str = "data") -> bool:
@@ -337,9 +326,8 @@ def make_figures(out: Path, names: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     have_fmnist = fashion_mnist_here()
     failed = 0
-    for name in names or list(PRESETS):
-        preset, needs_fmnist = PRESETS[name]
-        if needs_fmnist and not have_fmnist:
+    for name in names or PRESETS:
+        if name in NEEDS_FASHION_MNIST and not have_fmnist:
             print(f"{name}: skipped (needs Fashion-MNIST: `make data`)", flush=True)
             continue
         with tempfile.TemporaryDirectory() as tmp:
@@ -347,7 +335,7 @@ def make_figures(out: Path, names: list[str]) -> int:
             folder = Path(tmp) / "out"
             where = "hydra.run.dir" if "xor" in name or name.startswith("perceptron") else "hydra.sweep.dir"
             multirun = ["-m"] if where == "hydra.sweep.dir" else []  # augmentation's preset is no sweep by itself
-            proc = subprocess.run([sys.executable, "-m", "dlrun", *multirun, f"experiment={preset}",
+            proc = subprocess.run([sys.executable, "-m", "dlrun", *multirun, f"experiment={name}",
                                    "trainer.progress=none", f"{where}={folder}"], cwd=tmp, capture_output=True, text=True)
             figure = folder / FIGURE
             if figure.is_file():

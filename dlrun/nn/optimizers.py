@@ -14,7 +14,24 @@ import torch
 from torch.optim import Optimizer
 
 
-class Momentum(Optimizer):
+class _EachParameter(Optimizer):
+    """One step: every parameter's gradient g (+ weight_decay w: L2, coupled) handed to `_update`."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    g = p.grad if group["weight_decay"] == 0 else p.grad.add(p, alpha=group["weight_decay"])
+                    self._update(p, g, self.state[p], group)
+        return loss
+
+
+class Momentum(_EachParameter):
     """m_t = beta m_{t-1} + (1 - beta) g_t;  w <- w - lr m_t;  m_0 = 0.
 
     The same iterates as torch.optim.SGD(momentum=beta, dampening=0) with lr (1 - beta) * lr, but with the
@@ -26,49 +43,23 @@ class Momentum(Optimizer):
             raise ValueError(f"beta must be in [0, 1), got {beta}")
         super().__init__(params, dict(lr=lr, beta=beta, weight_decay=weight_decay))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, beta, wd = group["lr"], group["beta"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad if wd == 0 else p.grad.add(p, alpha=wd)
-                state = self.state[p]
-                if "m" not in state:
-                    state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                m = state["m"]
-                m.mul_(beta).add_(g, alpha=1 - beta)
-                p.add_(m, alpha=-lr)
-        return loss
+    def _update(self, p, g, state, group):
+        if "m" not in state:
+            state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["m"].mul_(group["beta"]).add_(g, alpha=1 - group["beta"])
+        p.add_(state["m"], alpha=-group["lr"])
 
 
-class _RootEps(Optimizer):
-    """Shared step of the notes' adaptive optimizers: g (+ weight_decay w, coupled L2), then `_update`."""
+class _RootEps(_EachParameter):
+    """The notes' adaptive optimizers: state m, v and the step count t per parameter."""
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad if group["weight_decay"] == 0 else p.grad.add(p, alpha=group["weight_decay"])
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                self._update(p, g, state, group)
-        return loss
+    def _update(self, p, g, state, group):
+        if not state:
+            state["step"] = 0
+            state["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        self._rule(p, g, state, group)
 
 
 class RootEpsAdagrad(_RootEps):
@@ -77,7 +68,7 @@ class RootEpsAdagrad(_RootEps):
     def __init__(self, params, lr: float = 0.01, eps: float = 1e-10, weight_decay: float = 0.0):
         super().__init__(params, dict(lr=lr, eps=eps, weight_decay=weight_decay))
 
-    def _update(self, p, g, state, group):
+    def _rule(self, p, g, state, group):
         state["v"].addcmul_(g, g)
         p.addcdiv_(g, state["v"].add(group["eps"]).sqrt_(), value=-group["lr"])
 
@@ -88,7 +79,7 @@ class RootEpsRMSprop(_RootEps):
     def __init__(self, params, lr: float = 0.001, alpha: float = 0.9, eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay))
 
-    def _update(self, p, g, state, group):
+    def _rule(self, p, g, state, group):
         state["v"].mul_(group["alpha"]).addcmul_(g, g, value=1 - group["alpha"])
         p.addcdiv_(g, state["v"].add(group["eps"]).sqrt_(), value=-group["lr"])
 
@@ -100,7 +91,7 @@ class RootEpsAdam(_RootEps):
     def __init__(self, params, lr: float = 0.001, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
-    def _update(self, p, g, state, group):
+    def _rule(self, p, g, state, group):
         b1, b2 = group["betas"]
         t = state["step"]
         state["m"].mul_(b1).add_(g, alpha=1 - b1)
