@@ -52,6 +52,13 @@ def series(job: dict, key: str) -> list[float]:
     return [r[key] for r in job["rows"] if key in r]
 
 
+def _whole_epochs(*axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 # -- the drawers: (jobs, figure) -> the numbers drawn -------------------------------------------------------
 def draw_activations(jobs, fig):
     """First- vs last-layer gradient norm per activation over epochs (log scale)."""
@@ -68,6 +75,7 @@ def draw_activations(jobs, fig):
         drawn[job["label"]] = {"first": first, "last": last}
     ax.set(yscale="log", xlabel="epoch", ylabel="mean weight-gradient norm",
            title="vanishing gradient: first (solid) vs last (dashed) layer")
+    _whole_epochs(ax)
     ax.legend(fontsize=7, ncol=2)
     return drawn
 
@@ -104,6 +112,7 @@ def draw_curves(key: str, title: str):
                 ax.plot(range(1, len(values) + 1), values, label=job["label"])
                 drawn[job["label"]] = values
         ax.set(xlabel="epoch", ylabel=key, title=title)
+        _whole_epochs(ax)
         if key.endswith("loss"):
             ax.set_yscale("log")
         ax.legend(fontsize=8)
@@ -128,6 +137,7 @@ def draw_train_val_gap(jobs, fig):
         drawn[job["label"]] = {"train": train[:n], "val": val[:n], "gap": gap}
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="train (solid) vs validation (dashed)")
     ax_gap.set(xlabel="epoch", ylabel="train acc - val acc", title="the gap: variance (overfitting)")
+    _whole_epochs(ax_acc, ax_gap)
     ax_acc.legend(fontsize=7)
     return drawn
 
