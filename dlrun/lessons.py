@@ -158,6 +158,8 @@ def draw_resnet_depth(jobs, fig):
             depths = [d for d, _ in points]
             ax_loss.plot(depths, [p["train_loss"] for _, p in points], style, label=kind)
             ax_err.plot(depths, [p["train_error"] for _, p in points], style, label=kind)
+            for ax in (ax_loss, ax_err):
+                ax.set_xticks(depths)
     ax_loss.set(xlabel="depth (layers)", ylabel="final training loss", title="deeper plain nets train worse")
     ax_err.set(xlabel="depth (layers)", ylabel="final training error", title="the shortcut keeps depth trainable")
     ax_loss.legend()
