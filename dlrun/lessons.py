@@ -30,7 +30,7 @@ def read_job(job: Path) -> dict:
     metrics = job / "metrics.jsonl"
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
     return {"dir": job, "overrides": dict(o.split("=", 1) for o in overrides if "=" in o), "rows": rows,
-            "summary": json.loads((job / "summary.json").read_text())}
+            "summary": json.loads((job / "summary.json").read_text()), "label": job.name}
 
 
 def read_sweep(sweep: Path) -> list[dict]:
