@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SYSTEM_FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test test-fast data bench clean
+.PHONY: run test test-fast data bench figures clean
 
 run: $(VENV)/.installed data
 	$(BIN)/dlrun $(ARGS)
@@ -46,6 +46,11 @@ bench: $(VENV)/.installed data
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/speed_options.py --model lenet
 	$(BIN)/python benchmarks/peers.py --model lenet --epochs 3 --repeats 5
+
+# Each lesson's figure (docs/lessons.md): runs the experiment presets and copies their lesson.png to
+# docs/figures/NAME.png; presets that need Fashion-MNIST are skipped without it. Or: make figures NAMES="init"
+figures: $(VENV)/.installed
+	$(BIN)/python -m dlrun.lessons docs/figures $(NAMES)
 
 clean:
 	rm -rf $(VENV) outputs

@@ -27,6 +27,7 @@ class DataConfig:
     batch_size: int = 128
     eval_batch_size: int = 1024
     val_fraction: float = 0.1
+    standardize: bool = True  # inputs scaled with the training split's mean/std; false: raw (the notes' 0/1 gates)
     test_fraction: float = 0.2  # datasets without a test split (scikit-learn's): held out once, seeded
     num_workers: int = 0
     # synthetic data

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from conftest import CONF_DIR, TINY, run_dlrun
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 # the notes' lessons that are one sweep each, and how many jobs each runs
-SWEEPS = {"activations": 5, "init": 6, "optimizers": 6, "regularization": 6, "losses_regression": 4, "cnn_zoo": 4}
+SWEEPS = {"activations": 5, "init": 8, "resnet_depth": 6, "optimizers": 6, "regularization": 6, "losses_regression": 4, "cnn_zoo": 4}
 # the input each experiment's data gives a model (no data files read here)
 SHAPES = {"digits": (1, 8, 8), "fashion_mnist": (1, 28, 28), "diabetes": (10,), "logic_gate": (2,)}
 
@@ -74,11 +75,12 @@ def test_every_job_of_a_sweep_builds(name):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         hydra = compose(config_name="config", overrides=[f"experiment={name}"], return_hydra_config=True).hydra
         assert hydra.mode == RunMode.MULTIRUN
-        jobs = [f"{key}={value.strip()}" for key, values in hydra.sweeper.params.items()
-                for value in str(values).split(",")]
+        axes = [[f"{key}={value.strip()}" for value in str(values).split(",")]
+                for key, values in hydra.sweeper.params.items()]
+        jobs = list(itertools.product(*axes))  # every combination, as the basic sweeper runs them
         assert len(jobs) == SWEEPS[name]
         for job in jobs:
-            cfg = compose(config_name="config", overrides=[f"experiment={name}", job])
+            cfg = compose(config_name="config", overrides=[f"experiment={name}", *job])
             validate(cfg)
             regression = cfg.data.name == "diabetes"
             info = DataInfo(SHAPES[cfg.data.name], 1 if regression else 10,

@@ -12,9 +12,11 @@ from dlrun.data import DataInfo
 from dlrun.models.mlp import MLP
 from dlrun.nn.initializers import initialize
 
-FAN_IN = FAN_OUT = 1000
-# expected (mean, std) of the weights of a 1000x1000 Linear layer, from the formulas (not from torch)
+# a non-square layer: a form that uses fan_in where it should use fan_in + fan_out (or the reverse) fails
+FAN_IN, FAN_OUT = 1000, 250
+# expected (mean, std) of the weights of a 1000 -> 250 Linear layer, from the formulas (not from torch)
 EXPECTED = {
+    "xavier_vanilla": (0.0, math.sqrt(1 / FAN_IN)),  # the notes' vanilla Xavier: Var = 1/n_in
     "normal": (0.0, 0.01),  # N(0, std^2), std = 0.01
     "uniform": (0.0, 0.1 / math.sqrt(12)),  # U(-0.05, 0.05): std = (b - a) / sqrt(12)
     "xavier_uniform": (0.0, math.sqrt(6 / (FAN_IN + FAN_OUT)) / math.sqrt(3)),  # U(-r, r), r = sqrt(6/(in+out))
@@ -22,6 +24,11 @@ EXPECTED = {
     "he_normal": (0.0, math.sqrt(2 / FAN_IN)),  # the notes: N(0, sqrt(2/n_i))
     "he_uniform": (0.0, math.sqrt(6 / FAN_IN) / math.sqrt(3)),  # U(-r, r), r = sqrt(6/n_i)
 }
+
+
+def closed_form_variance(name, n_in, n_out):
+    return {"xavier_vanilla": 1 / n_in, "xavier_uniform": 2 / (n_in + n_out), "xavier_normal": 2 / (n_in + n_out),
+            "he_normal": 2 / n_in, "he_uniform": 2 / n_in}[name]
 
 
 def init_fn(name: str, *overrides):
@@ -39,6 +46,27 @@ def test_sample_statistics_match_the_formula(name):
     assert abs(w.mean().item() - mean) <= 0.03 * std  # the mean is 0: within 3% of a standard deviation
     assert w.std().item() == pytest.approx(std, rel=0.03)
     assert torch.count_nonzero(layer.bias) == 0
+
+
+@pytest.mark.parametrize("name,overrides", [("xavier_vanilla", ()),
+                                            ("xavier_vanilla", ("initializer.distribution=uniform",)),
+                                            ("xavier_uniform", ()), ("xavier_normal", ()), ("he_normal", ())])
+def test_conv_layers_count_the_kernel_area_in_their_fans(name, overrides):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 64, 3)  # n_in = 16*3*3 = 144, n_out = 64*3*3 = 576: vanilla 1/144, normalized 1/360
+    initialize(conv, init_fn(name, *overrides))
+    var = closed_form_variance(name, 144, 576)
+    assert conv.weight.double().var().item() == pytest.approx(var, rel=0.05)
+
+
+def test_vanilla_xavier_uniform_has_the_vanilla_variance_and_bound():
+    # on this 1000 -> 250 layer vanilla gives Var 0.001, normalized 0.0016 (test_sample_statistics_match_the_formula)
+    torch.manual_seed(0)
+    layer = nn.Linear(FAN_IN, FAN_OUT)
+    initialize(layer, init_fn("xavier_vanilla", "initializer.distribution=uniform"))
+    assert layer.weight.double().var().item() == pytest.approx(1 / FAN_IN, rel=0.02)
+    r = math.sqrt(3 / FAN_IN)
+    assert r * 0.99 < layer.weight.abs().max().item() <= r
 
 
 def test_scale_is_configurable():

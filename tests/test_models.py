@@ -170,7 +170,7 @@ def test_image_models_refuse_flat_data():
 
 @pytest.mark.parametrize("build, valid", [
     (lambda: VGG((3, 32, 32), 10, depth=17), "11, 13, 16, 19"),
-    (lambda: ResNet((3, 32, 32), 10, depth=21), "18, 34, 50, 101, 152, 20, 32, 44, 56, 110"),
+    (lambda: ResNet((3, 32, 32), 10, depth=21), "18, 34, 50, 101, 152, 8, 14, 20, 32, 44, 56, 110"),
 ])
 def test_unknown_depth_lists_the_valid_ones(build, valid):
     with pytest.raises(ConfigError, match=f"model.depth=.*one of {valid}"):

@@ -84,6 +84,28 @@ def adam(lr, b1, b2, eps, decoupled_decay=0.0):
     return update
 
 
+def root_eps_adagrad(lr, eps):  # the notes: w <- w - lr g / sqrt(V_t + eps)
+    def update(w, g, s, t):
+        s["v"] = s.get("v", 0.0) + g**2
+        return w - lr * g / np.sqrt(s["v"] + eps)
+    return update
+
+
+def root_eps_rmsprop(lr, beta, eps):
+    def update(w, g, s, t):
+        s["v"] = beta * s.get("v", 0.0) + (1 - beta) * g**2
+        return w - lr * g / np.sqrt(s["v"] + eps)
+    return update
+
+
+def root_eps_adam(lr, b1, b2, eps):
+    def update(w, g, s, t):
+        s["m"] = b1 * s.get("m", 0.0) + (1 - b1) * g
+        s["v"] = b2 * s.get("v", 0.0) + (1 - b2) * g**2
+        return w - lr * (s["m"] / (1 - b1**t)) / np.sqrt(s["v"] / (1 - b2**t) + eps)
+    return update
+
+
 def configured(name, *overrides):
     return build(make_cfg(f"optimizer={name}", *overrides).optimizer, "optimizer")
 
@@ -107,6 +129,26 @@ def test_configured_optimizer_follows_the_update_rule(name):
     ours = torch_path(configured(name, *overrides))
     np.testing.assert_allclose(ours, reference_path(update), atol=1e-6, rtol=0)
     assert np.linalg.norm(ours[-1] - ours[0]) > 1e-3  # it moved
+
+
+# a large eps (0.5) so that inside and outside the root differ visibly on this bowl
+ROOT_EPS = {
+    "adagrad": (root_eps_adagrad(0.1, 0.5), adagrad(0.1, 0.5)),
+    "rmsprop": (root_eps_rmsprop(0.01, 0.9, 0.5), rmsprop(0.01, 0.9, 0.5)),
+    "adam": (root_eps_adam(0.01, 0.9, 0.999, 0.5), adam(0.01, 0.9, 0.999, 0.5)),
+}
+
+
+@pytest.mark.parametrize("name", list(ROOT_EPS))
+def test_eps_inside_sqrt_is_the_notes_update(name):
+    notes, torch_form = ROOT_EPS[name]
+    lr = {"adagrad": 0.1, "rmsprop": 0.01, "adam": 0.01}[name]
+    ours = torch_path(configured(name, "optimizer.eps_inside_sqrt=true",
+                                 f"optimizer.lr={lr}", "optimizer.eps=0.5"))
+    np.testing.assert_allclose(ours, reference_path(notes), atol=1e-9, rtol=0)
+    assert np.abs(ours - reference_path(torch_form)).max() > 1e-3  # and it is not torch's form
+    with_decay = torch_path(configured(name, "optimizer.eps_inside_sqrt=true", "optimizer.weight_decay=0.1"))
+    assert np.abs(with_decay - torch_path(configured(name, "optimizer.eps_inside_sqrt=true"))).max() > 1e-6
 
 
 def test_momentum_reproduces_the_notes_worked_example():

@@ -130,6 +130,27 @@ def fit(tmp_path, *overrides):
     return build_loop(cfg, tmp_path).fit()
 
 
+def test_perceptron_notes_reproduces_the_notes_weights_on_raw_inputs(tmp_path):
+    # experiment=perceptron_notes: data.standardize=false, init [1.2, 0.6], fixed threshold 1, alpha 0.5
+    summary = fit(tmp_path, "experiment=perceptron_notes")
+    report = summary["perceptron"]
+    assert report["weights"] == pytest.approx([0.7, 0.6]) and report["bias"] == -1.0  # the notes' new weights
+    assert report["train_acc"] == 1.0
+    # and the rows the model saw were the raw 0/1 ones: their rule w.x > 1 gives AND
+    assert ((ROWS @ np.array(report["weights"])) > 1).astype(int).tolist() == [0, 0, 0, 1]
+
+
+def test_standardize_false_keeps_raw_inputs_and_bad_inits_are_refused():
+    from dlrun.data import build_data
+
+    raw = build_data(make_cfg("data=logic_gate", "data.standardize=false").data, torch.device("cpu"), 0)
+    assert sorted(map(tuple, raw.train.x.tolist())) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    scaled = build_data(make_cfg("data=logic_gate").data, torch.device("cpu"), 0)
+    assert scaled.train.x.abs().max().item() == pytest.approx(0.866, abs=1e-3)  # (1 - 0.5) / std(0,0,1,1)
+    with pytest.raises(ConfigError, match="model.init.*a list of 2 numbers"):
+        Perceptron((2,), 2, init=[1.0, 2.0, 3.0])
+
+
 def test_perceptron_xor_does_not_and_the_summary_says_why(tmp_path):
     summary = fit(tmp_path, "experiment=perceptron_xor")
     assert summary["test"]["test/acc"] < 1.0

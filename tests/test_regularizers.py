@@ -37,6 +37,30 @@ def test_penalty_is_lambda_times_its_formula(name, strength, expected):
     assert penalty().item() == pytest.approx(expected, abs=1e-9)
 
 
+@pytest.mark.parametrize("name,overrides,expected", [
+    # the notes' ridge: mse + 1/2 sum w^2 (with its lambda)
+    ("l2", ["regularizer.l2.strength=0.01"], 0.5 * 0.01 * 30.25),
+    # the notes' elastic net: lambda sum |b| + (1 - alpha)/2 sum b^2, lambda on the L1 term only
+    ("elastic_net", ["regularizer.elastic_net.strength=0.01", "regularizer.elastic_net.alpha=0.3"],
+     0.01 * 10.5 + (1 - 0.3) / 2 * 30.25),
+])
+def test_notes_form_is_the_notes_formula(name, overrides, expected):
+    model = known_model()
+    penalty = build_penalty(make_cfg(f"regularizer={name}", f"regularizer.{name}.form=notes", *overrides), model)
+    assert penalty().item() == pytest.approx(expected, abs=1e-9)
+    weight = model[0].weight
+    grad = torch.autograd.grad(penalty(), weight)[0]
+    if name == "l2":  # the 1/2 makes the gradient lambda w: the classic weight decay
+        torch.testing.assert_close(grad, 0.01 * weight.detach())
+    else:
+        torch.testing.assert_close(grad, 0.01 * weight.detach().sign() + 0.7 * weight.detach())
+
+
+def test_an_unknown_form_is_one_clear_error():
+    with pytest.raises(ConfigError, match="regularizer.l2.form.*standard or notes"):
+        build_penalty(make_cfg("regularizer=l2", "regularizer.l2.form=book"), known_model())
+
+
 def test_penalty_raises_the_training_loss_and_its_gradient_exactly():
     model = known_model()
     x, y = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)

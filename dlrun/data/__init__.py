@@ -146,6 +146,8 @@ def build_data(cfg, device: torch.device, seed: int) -> DataSplits:
     mean = x[train_idx].mean(dim=dims, keepdim=True)
     std = x[train_idx].std(dim=dims, keepdim=True)
     std = torch.where(std > 1e-8, std, torch.ones_like(std))  # a constant feature is centred, not blown up
+    if not cfg.standardize:  # raw inputs (data.standardize=false), e.g. the notes' 0/1 logic-gate rows
+        mean, std = torch.zeros_like(mean), torch.ones_like(std)
     norm = lambda t: ((t - mean) / std).to(device)
 
     n_out = len(class_names) if src.task == "classification" else (y.shape[1] if y.dim() > 1 else 1)

@@ -34,17 +34,26 @@ class _StraightThroughStep(torch.autograd.Function):
 class Perceptron(nn.Module):
     """One linear unit with a 0/1 step output; a binary classifier (metrics read output > 0 as class 1)."""
 
-    def __init__(self, in_shape, num_classes: int, init: str = "zeros"):
+    def __init__(self, in_shape, num_classes: int, init="zeros", threshold: float | None = None):
         super().__init__()
         if num_classes not in (1, 2):  # two classes, or one output already (a loss such as bce asked for it)
             raise ConfigError("model", "perceptron",
                               f"is a binary classifier (one unit, step output); this data has {num_classes} classes")
-        if init not in ("zeros", "default"):
-            raise ConfigError("model.init", init, "zeros (Rosenblatt's start) or default (PyTorch's uniform)")
-        self.linear = nn.Linear(math.prod(in_shape), 1)
-        if init == "zeros":
-            nn.init.zeros_(self.linear.weight)
-            nn.init.zeros_(self.linear.bias)
+        n = math.prod(in_shape)
+        given = isinstance(init, (list, tuple))
+        if not given and init not in ("zeros", "default"):
+            raise ConfigError("model.init", init, "zeros (Rosenblatt's start), default (PyTorch's uniform) "
+                                                  f"or a list of {n} starting weights")
+        if given and (len(init) != n or not all(isinstance(v, (int, float)) for v in init)):
+            raise ConfigError("model.init", list(init), f"a list of {n} numbers (one weight per input)")
+        self.linear = nn.Linear(n, 1)
+        with torch.no_grad():
+            if init != "default":
+                self.linear.weight.copy_(torch.tensor([list(init)]) if given else torch.zeros(1, n))
+                self.linear.bias.zero_()
+            if threshold is not None:  # the notes' fixed threshold: yhat = 1 if w.x > threshold (not learned)
+                self.linear.bias.fill_(-float(threshold))
+                self.linear.bias.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _StraightThroughStep.apply(self.linear(x.flatten(1))).view(-1)
@@ -86,8 +95,9 @@ class PerceptronReport(Callback):
         weights = [round(v, 6) for v in linear.weight.view(-1).tolist()]
         bias = round(linear.bias.item(), 6)
         report = {"weights": weights, "bias": bias, "train_acc": acc}
-        log.info("perceptron: learned weights %s, bias %s (on the standardised inputs); training accuracy %.2f",
-                 weights, bias, acc)
+        inputs = "standardised" if loop.cfg.data.get("standardize", True) else "raw"
+        log.info("perceptron: learned weights %s, bias %s (on the %s inputs); training accuracy %.2f",
+                 weights, bias, inputs, acc)
         if acc < 1.0:
             separable = linearly_separable(x, y)
             report["linearly_separable"] = separable

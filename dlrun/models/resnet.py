@@ -7,9 +7,10 @@ four times wider out). The shortcut is the identity when the shape is kept, and 
 - ImageNet style, depth 18, 34 (basic) and 50, 101, 152 (bottleneck): 7x7/2 stem + 3x3/2 max pool,
   stages of 64, 128, 256, 512 channels. On 3x224x224 the counts equal torchvision's resnet*.
   Inputs below 64x64 get the small stem instead (one 3x3/1 convolution, no pool).
-- CIFAR style, depth 20, 32, 44, 56, 110 (6n+2): 3x3 stem, three stages of n basic blocks with
+- CIFAR style, depth 8, 14, 20, 32, 44, 56, 110 (6n+2): 3x3 stem, three stages of n basic blocks with
   16, 32, 64 channels.
-Both end with global average pooling and one dense layer.
+Both end with global average pooling and one dense layer. `model.shortcut=false` drops every shortcut:
+the same layers as a plain deep network (He et al.'s "plain" baseline), y = act(F(x)).
 """
 
 from __future__ import annotations
@@ -30,29 +31,30 @@ def _conv(c_in: int, c_out: int, k: int, stride: int, batchnorm: bool) -> list[n
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, c_in: int, width: int, stride: int, act, batchnorm: bool):
+    def __init__(self, c_in: int, width: int, stride: int, act, batchnorm: bool, shortcut: bool = True):
         super().__init__()
         c_out = width * self.expansion
         self.residual = nn.Sequential(*_conv(c_in, width, 3, stride, batchnorm), act(),
                                       *_conv(width, c_out, 3, 1, batchnorm))
-        self.shortcut = _shortcut(c_in, c_out, stride, batchnorm)
+        self.shortcut = _shortcut(c_in, c_out, stride, batchnorm) if shortcut else None
         self.act = act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.residual(x) + self.shortcut(x))
+        y = self.residual(x)
+        return self.act(y if self.shortcut is None else y + self.shortcut(x))
 
 
 class Bottleneck(BasicBlock):
     expansion = 4
 
-    def __init__(self, c_in: int, width: int, stride: int, act, batchnorm: bool):
+    def __init__(self, c_in: int, width: int, stride: int, act, batchnorm: bool, shortcut: bool = True):
         nn.Module.__init__(self)
         c_out = width * self.expansion
         # stride on the 3x3 convolution, as torchvision's "ResNet v1.5"
         self.residual = nn.Sequential(*_conv(c_in, width, 1, 1, batchnorm), act(),
                                       *_conv(width, width, 3, stride, batchnorm), act(),
                                       *_conv(width, c_out, 1, 1, batchnorm))
-        self.shortcut = _shortcut(c_in, c_out, stride, batchnorm)
+        self.shortcut = _shortcut(c_in, c_out, stride, batchnorm) if shortcut else None
         self.act = act()
 
 
@@ -64,13 +66,13 @@ def _shortcut(c_in: int, c_out: int, stride: int, batchnorm: bool) -> nn.Module:
 
 IMAGENET = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (Bottleneck, (3, 4, 6, 3)),
             101: (Bottleneck, (3, 4, 23, 3)), 152: (Bottleneck, (3, 8, 36, 3))}
-CIFAR = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}  # depth = 6n + 2
+CIFAR = {8: 1, 14: 2, 20: 3, 32: 5, 44: 7, 56: 9, 110: 18}  # depth = 6n + 2
 
 
 class ResNet(nn.Module):
     def __init__(self, in_shape, num_classes: int, depth: int = 20, activation: str = "relu",
                  negative_slope: float = 0.01, dropout: float = 0.0, batchnorm: bool = True, stem: str = "auto",
-                 width_mult: float = 1.0):
+                 width_mult: float = 1.0, shortcut: bool = True):
         super().__init__()
         c, h, w = image_shape(in_shape, "resnet")
         check_depth(depth, [*IMAGENET, *CIFAR])
@@ -99,7 +101,7 @@ class ResNet(nn.Module):
         for i, (n_blocks, width) in enumerate(zip(counts, widths)):
             blocks = []
             for j in range(n_blocks):
-                blocks.append(block(c_in, width, 2 if (i > 0 and j == 0) else 1, act, batchnorm))
+                blocks.append(block(c_in, width, 2 if (i > 0 and j == 0) else 1, act, batchnorm, shortcut))
                 c_in = width * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)

@@ -21,6 +21,7 @@ ACTIVATIONS: dict[str, Callable[[float], nn.Module]] = {
     "prelu": lambda slope: nn.PReLU(init=0.25),  # one learned slope per layer (He et al.'s initial 0.25)
     "elu": lambda slope: nn.ELU(),
     "gelu": lambda slope: nn.GELU(),
+    "linear": lambda slope: nn.Identity(),  # no activation: the notes' forward-propagation network N1, N2 -> y_hat
 }
 
 

@@ -1,7 +1,11 @@
 """Optimizers of the notes. torch.optim computes gd, sgd, nesterov, adagrad, rmsprop, adam and adamw
-(see conf/optimizer/*.yaml); only the notes' momentum is written here, because torch.optim.SGD's
+(see conf/optimizer/*.yaml); the notes' momentum is written here, because torch.optim.SGD's
 momentum differs from it: SGD keeps b = mu b + g (its first step sets b = g, undamped), the notes keep
 an exponential average m_t = beta m_{t-1} + (1 - beta) g_t with m_0 = 0.
+
+Adagrad, RMSProp and Adam divide by sqrt(v) + eps in torch; the notes write sqrt(v + eps). The factories
+`adagrad`, `rmsprop` and `adam` give torch's optimizer by default and the notes' form with
+`optimizer.eps_inside_sqrt=true` (the `RootEps*` classes below). The two differ only where v is near eps.
 """
 
 from __future__ import annotations
@@ -10,7 +14,24 @@ import torch
 from torch.optim import Optimizer
 
 
-class Momentum(Optimizer):
+class _EachParameter(Optimizer):
+    """One step: every parameter's gradient g (+ weight_decay w: L2, coupled) handed to `_update`."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    g = p.grad if group["weight_decay"] == 0 else p.grad.add(p, alpha=group["weight_decay"])
+                    self._update(p, g, self.state[p], group)
+        return loss
+
+
+class Momentum(_EachParameter):
     """m_t = beta m_{t-1} + (1 - beta) g_t;  w <- w - lr m_t;  m_0 = 0.
 
     The same iterates as torch.optim.SGD(momentum=beta, dampening=0) with lr (1 - beta) * lr, but with the
@@ -22,22 +43,73 @@ class Momentum(Optimizer):
             raise ValueError(f"beta must be in [0, 1), got {beta}")
         super().__init__(params, dict(lr=lr, beta=beta, weight_decay=weight_decay))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, beta, wd = group["lr"], group["beta"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad if wd == 0 else p.grad.add(p, alpha=wd)
-                state = self.state[p]
-                if "m" not in state:
-                    state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                m = state["m"]
-                m.mul_(beta).add_(g, alpha=1 - beta)
-                p.add_(m, alpha=-lr)
-        return loss
+    def _update(self, p, g, state, group):
+        if "m" not in state:
+            state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["m"].mul_(group["beta"]).add_(g, alpha=1 - group["beta"])
+        p.add_(state["m"], alpha=-group["lr"])
+
+
+class _RootEps(_EachParameter):
+    """The notes' adaptive optimizers: state m, v and the step count t per parameter."""
+
+    def _update(self, p, g, state, group):
+        if not state:
+            state["step"] = 0
+            state["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        self._rule(p, g, state, group)
+
+
+class RootEpsAdagrad(_RootEps):
+    """The notes' Adagrad: V_t = V_{t-1} + g^2;  w <- w - lr g / sqrt(V_t + eps)."""
+
+    def __init__(self, params, lr: float = 0.01, eps: float = 1e-10, weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, eps=eps, weight_decay=weight_decay))
+
+    def _rule(self, p, g, state, group):
+        state["v"].addcmul_(g, g)
+        p.addcdiv_(g, state["v"].add(group["eps"]).sqrt_(), value=-group["lr"])
+
+
+class RootEpsRMSprop(_RootEps):
+    """The notes' RMSProp: v_t = beta v_{t-1} + (1 - beta) g^2;  w <- w - lr g / sqrt(v_t + eps) (alpha = beta)."""
+
+    def __init__(self, params, lr: float = 0.001, alpha: float = 0.9, eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay))
+
+    def _rule(self, p, g, state, group):
+        state["v"].mul_(group["alpha"]).addcmul_(g, g, value=1 - group["alpha"])
+        p.addcdiv_(g, state["v"].add(group["eps"]).sqrt_(), value=-group["lr"])
+
+
+class RootEpsAdam(_RootEps):
+    """The notes' Adam: m_t, v_t as in Adam, m_hat = m_t/(1 - b1^t), v_hat = v_t/(1 - b2^t);
+    w <- w - lr m_hat / sqrt(v_hat + eps)."""
+
+    def __init__(self, params, lr: float = 0.001, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    def _rule(self, p, g, state, group):
+        b1, b2 = group["betas"]
+        t = state["step"]
+        state["m"].mul_(b1).add_(g, alpha=1 - b1)
+        state["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
+        v_hat = state["v"].div(1 - b2**t)
+        p.addcdiv_(state["m"], v_hat.add_(group["eps"]).sqrt_(), value=-group["lr"] / (1 - b1**t))
+
+
+def adagrad(params, eps_inside_sqrt: bool = False, **kwargs) -> Optimizer:
+    """torch.optim.Adagrad, or the notes' RootEpsAdagrad with eps_inside_sqrt=True."""
+    return RootEpsAdagrad(params, **kwargs) if eps_inside_sqrt else torch.optim.Adagrad(params, **kwargs)
+
+
+def rmsprop(params, eps_inside_sqrt: bool = False, **kwargs) -> Optimizer:
+    """torch.optim.RMSprop, or the notes' RootEpsRMSprop with eps_inside_sqrt=True."""
+    return RootEpsRMSprop(params, **kwargs) if eps_inside_sqrt else torch.optim.RMSprop(params, **kwargs)
+
+
+def adam(params, eps_inside_sqrt: bool = False, fused: bool | None = None, **kwargs) -> Optimizer:
+    """torch.optim.Adam, or the notes' RootEpsAdam with eps_inside_sqrt=True (one plain loop: `fused` is torch's)."""
+    return RootEpsAdam(params, **kwargs) if eps_inside_sqrt else torch.optim.Adam(params, fused=fused, **kwargs)

@@ -26,26 +26,40 @@ class L1:
         return self.strength * sum(w.abs().sum() for w in weights)
 
 
-class L2:
-    """lambda sum w^2 (Ridge, weight decay): shrinks large weights."""
+FORMS = ("standard", "notes")
 
-    def __init__(self, strength: float = 1e-4):
-        self.strength = strength
+
+def _check_form(key: str, form: str) -> str:
+    if form not in FORMS:
+        raise ConfigError(f"regularizer.{key}.form", form, "standard or notes")
+    return form
+
+
+class L2:
+    """lambda sum w^2 (Ridge, weight decay): shrinks large weights. form=notes: the notes' ridge,
+    1/2 lambda sum w^2 (its gradient is lambda w, the classic weight decay)."""
+
+    def __init__(self, strength: float = 1e-4, form: str = "standard"):
+        self.strength, self.form = strength, _check_form("l2", form)
 
     def __call__(self, weights: list[torch.Tensor]) -> torch.Tensor:
-        return self.strength * sum(w.pow(2).sum() for w in weights)
+        scale = 0.5 if self.form == "notes" else 1.0
+        return scale * self.strength * sum(w.pow(2).sum() for w in weights)
 
 
 class ElasticNet:
-    """lambda [alpha sum |w| + (1 - alpha)/2 sum w^2]: the notes' mix of Lasso and Ridge (alpha = 1: l1,
-    alpha = 0: half of l2); glmnet's and scikit-learn's ElasticNet form."""
+    """lambda [alpha sum |w| + (1 - alpha)/2 sum w^2]: glmnet's and scikit-learn's mix of Lasso and Ridge
+    (alpha = 1: l1, alpha = 0: half of l2). form=notes: the notes' lambda sum |w| + (1 - alpha)/2 sum w^2,
+    where lambda weighs the L1 term only and alpha only shrinks the L2 term."""
 
-    def __init__(self, strength: float = 1e-4, alpha: float = 0.5):
-        self.strength, self.alpha = strength, alpha
+    def __init__(self, strength: float = 1e-4, alpha: float = 0.5, form: str = "standard"):
+        self.strength, self.alpha, self.form = strength, alpha, _check_form("elastic_net", form)
 
     def __call__(self, weights: list[torch.Tensor]) -> torch.Tensor:
         l1 = sum(w.abs().sum() for w in weights)
         l2 = sum(w.pow(2).sum() for w in weights)
+        if self.form == "notes":
+            return self.strength * l1 + (1 - self.alpha) / 2 * l2
         return self.strength * (self.alpha * l1 + (1 - self.alpha) / 2 * l2)
 
 
