@@ -5,6 +5,8 @@ Heavy imports (torch, torchvision, tensorboard) happen inside the task, so `dlru
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -24,6 +26,10 @@ def main() -> None:
     from dlrun.distributed import agree_on_run_stamp
 
     agree_on_run_stamp()  # under torchrun: every rank resolves the same run folder
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        from dlrun.help import list_groups_from_one_repository
+
+        list_groups_from_one_repository()
     _hydra_main()
 
 
