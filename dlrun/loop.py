@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from dlrun import distributed
 from dlrun.callbacks.base import order_callbacks
@@ -22,6 +23,7 @@ from dlrun.device import autocast, grad_scaler
 from dlrun.errors import DlrunError
 from dlrun.metrics import EpochMetrics, improved, mode_for
 from dlrun.records import MetricsLog, write_json
+from dlrun.tta import check as check_tta, forward as tta_forward
 
 
 class NonFiniteLossError(DlrunError):
@@ -36,14 +38,15 @@ class NonFiniteLossError(DlrunError):
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_fn, device, amp_dtype, prefix: str, target_std=None) -> dict[str, float]:
-    """Loss and accuracy (regression: MAE and RMSE in the targets' units) of `model` over a loader, in eval mode."""
+def evaluate(model, loader, loss_fn, device, amp_dtype, prefix: str, target_std=None, tta: str = "none") -> dict[str, float]:
+    """Loss and accuracy (regression: MAE and RMSE in the targets' units) of `model` over a loader, in eval mode;
+    `tta`: see dlrun/tta.py."""
     was_training = model.training
     model.eval()
     acc = EpochMetrics(device, target_std)
     for x, y in loader:
         with autocast(device, amp_dtype):
-            out = model(x)
+            out = tta_forward(model, x, tta)
             loss = loss_fn(out, y)
         acc.update(loss.float(), out, y)
     model.train(was_training)
@@ -72,6 +75,8 @@ class Loop:
         self.stop_reason: str | None = None  # "stopped_early" | "interrupted"
         self.resumed_from: str | None = None
         self.is_main = distributed.is_main()
+        self.tta = OmegaConf.select(cfg, "eval.tta", default="none")  # validation and test predictions
+        check_tta(self.tta, data.info.in_shape)
 
     # -- callbacks ---------------------------------------------------------------------------------
     def request_stop(self, reason: str = "stopped_early") -> None:
@@ -133,7 +138,7 @@ class Loop:
         row.update(self.train_sums.compute("train"))
         if self.data.val is not None:
             row.update(evaluate(self.model, self.data.val, self.loss_fn, self.device, self.amp_dtype, "val",
-                                self.data.info.target_std))
+                                self.data.info.target_std, self.tta))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["samples_per_s"] = self.train_sums.global_count / max(train_time, 1e-9)
         self.train_sums = EpochMetrics(self.device, self.data.info.target_std)
@@ -178,7 +183,7 @@ class Loop:
                 if self.stop_reason != "interrupted":
                     self._call("on_train_end")
                     test = evaluate(self.model, self.data.test, self.loss_fn, self.device, self.amp_dtype, "test",
-                                    self.data.info.target_std)
+                                    self.data.info.target_std, self.tta)
             status = {"interrupted": "interrupted", "stopped_early": "stopped_early"}.get(self.stop_reason, "completed")
         except KeyboardInterrupt:  # a second Ctrl-C, or a signal we could not hook
             status = "interrupted"
