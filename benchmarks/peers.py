@@ -128,11 +128,13 @@ def tensors(limit: int | None):
     """Normalised in-memory tensors of the training and validation split."""
     import torch
 
-    from dlrun.data.mnist import load
+    from dlrun.data.idx import read_idx
+    from dlrun.data.mnist import locate
 
-    src = load("fashion_mnist", ROOT / "data")
-    x = torch.from_numpy(src.train_x.copy()).float().div_(255)
-    y = torch.from_numpy(src.train_y)
+    # the IDX files decoded on every start, as a script does (dlrun's own loader keeps a decoded cache)
+    files = locate("fashion_mnist", ROOT / "data")
+    x = torch.from_numpy(read_idx(files["train_x"]).copy()).float().div_(255).unsqueeze(1)
+    y = torch.from_numpy(read_idx(files["train_y"]).astype("int64"))
     if limit:
         x, y = x[:limit], y[:limit]
     tr, va = split(len(x))
