@@ -76,7 +76,9 @@ def dlrun_epochs(a, model: str, precision: str, run_dir: Path, sync) -> list[flo
     loop = build_loop(compose(overrides(a, model, precision)), run_dir)
     clock = EpochClock(sync)
     loop.callbacks = order_callbacks({**loop.callbacks, "clock": clock})
-    loop.fit()
+    summary = loop.fit()
+    if summary["status"] != "completed":  # e.g. SIGTERM from a time limit: dlrun stops after the batch
+        raise SystemExit(f"dlrun {model} {precision}: {summary['status']} {summary['error'] or ''}")
     return clock.epochs()
 
 

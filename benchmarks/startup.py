@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -180,6 +179,8 @@ def main() -> None:
         a.overrides = a.overrides + extra
         mark = Marks(a.json)
         return child_bare(a, mark) if a.child == "bare" else child_dlrun(a, mark)
+    from peers import run_child  # this folder is on the path when run as a script
+
     a.extra = a.overrides + extra  # further dlrun overrides, e.g. callbacks=none
     if not SYSTEM_DATA.is_dir():
         sys.exit(f"error: {SYSTEM_DATA} is missing: apt-get install dataset-fashion-mnist")
@@ -193,12 +194,9 @@ def main() -> None:
                     shutil.rmtree(data_root / "cache", ignore_errors=True)
                 out, workdir = Path(tmp) / f"{r}-{variants.index(v)}.json", Path(tmp) / f"run{r}-{variants.index(v)}"
                 cmd, env = command(v, a, out, workdir, data_root)
-                p = subprocess.run(cmd, env=env, capture_output=True, text=True)
-                if p.returncode != 0 or not out.exists():
-                    tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
-                    print(f"round {r + 1} {v}: FAILED (exit {p.returncode}): {' | '.join(tail)}", flush=True)
+                phases = run_child(cmd, env, out, f"round {r + 1} {v}")
+                if phases is None:
                     continue
-                phases = json.loads(out.read_text())
                 runs[v].append(phases)
                 print(f"round {r + 1} {v:12s} total {sum(phases.values()):.2f}s  " +
                       " ".join(f"{k}={phases[k]:.2f}" for k in PHASES if k in phases), flush=True)
