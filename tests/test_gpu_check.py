@@ -33,5 +33,5 @@ def test_the_timing_table_on_a_cpu(gpu_check, tmp_path, capsys):
     assert code == 0
     row = next(line for line in out.splitlines() if line.startswith("| lenet | 32 |"))
     dlrun_s, bare_s, ratio = (float(cell.strip().rstrip("x")) for cell in row.split("|")[3:6])
-    assert dlrun_s > 0 and bare_s > 0 and ratio == pytest.approx(dlrun_s / bare_s, abs=0.01)
+    assert dlrun_s > 0 and bare_s > 0 and ratio == pytest.approx(dlrun_s / bare_s, rel=0.1)  # cells are rounded
     assert "| lenet | 16 | - | - | fp16 needs CUDA |" in out and "cuda tests: not run" in out
