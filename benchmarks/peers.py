@@ -128,11 +128,13 @@ def tensors(limit: int | None):
     """Normalised in-memory tensors of the training and validation split."""
     import torch
 
-    from dlrun.data.mnist import load
+    from dlrun.data.idx import read_idx
+    from dlrun.data.mnist import locate
 
-    src = load("fashion_mnist", ROOT / "data")
-    x = torch.from_numpy(src.train_x.copy()).float().div_(255)
-    y = torch.from_numpy(src.train_y)
+    # the IDX files decoded on every start, as a script does (dlrun's own loader keeps a decoded cache)
+    files = locate("fashion_mnist", ROOT / "data")
+    x = torch.from_numpy(read_idx(files["train_x"]).copy()).float().div_(255).unsqueeze(1)
+    y = torch.from_numpy(read_idx(files["train_y"]).astype("int64"))
     if limit:
         x, y = x[:limit], y[:limit]
     tr, va = split(len(x))
@@ -317,6 +319,16 @@ def command(variant: str, a, out: Path, workdir: Path) -> tuple[list[str], dict]
     return cmd, env
 
 
+def run_child(cmd: list[str], env: dict, out: Path, label: str) -> dict | None:
+    """One fresh child process; the JSON it wrote to `out`, or None after printing why it failed."""
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if p.returncode != 0 or not out.exists():
+        tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
+        print(f"{label}: FAILED (exit {p.returncode}): {' | '.join(tail)}", flush=True)
+        return None
+    return json.loads(out.read_text())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="lenet", help="a dlrun/conf/model name: lenet, resnet (depth 20)")
@@ -346,12 +358,9 @@ def main() -> None:
                 out, workdir = Path(tmp) / f"{v}{r}.json", Path(tmp) / f"{v}{r}"
                 cmd, env = command(v, a, out, workdir)
                 env["BENCH_T0"] = repr(time.time())
-                p = subprocess.run(cmd, env=env, capture_output=True, text=True)
-                if p.returncode != 0 or not out.exists():
-                    tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
-                    print(f"round {r + 1} {v}: FAILED (exit {p.returncode}): {' | '.join(tail)}", flush=True)
+                res = run_child(cmd, env, out, f"round {r + 1} {v}")
+                if res is None:
                     continue
-                res = json.loads(out.read_text())
                 runs[v].append(res)
                 print(f"round {r + 1} {v:14s} epochs {' '.join(f'{e:.2f}s' for e in res['epochs'])}  "
                       f"start-up {res['startup_s']:.2f}s  peak {res['peak_mb']:.0f} MB", flush=True)

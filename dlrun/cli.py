@@ -89,6 +89,10 @@ def main() -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     agree_on_run_stamp()  # under torchrun: every rank resolves the same run folder
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        from dlrun.help import list_groups_from_one_repository
+
+        list_groups_from_one_repository()
     try:
         _hydra_main()
     except KeyboardInterrupt:  # Ctrl-C before the loop took over SIGINT (start-up) or after it ended

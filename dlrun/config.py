@@ -75,6 +75,7 @@ class TrainerConfig:
 class EvalConfig:
     split: str = "test"  # task=eval scores this split: test | val | train
     topk: int = 5  # top-k accuracy (reported when 1 < topk < number of classes)
+    tta: str = "none"  # none | flip: validation and test predictions averaged with the mirrored images (dlrun/tta.py)
 
 
 @dataclass

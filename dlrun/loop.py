@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from dlrun import distributed
 from dlrun.callbacks.base import order_callbacks
@@ -23,6 +24,7 @@ from dlrun.device import autocast, grad_scaler
 from dlrun.errors import DlrunError
 from dlrun.metrics import ConfusionCounts, EpochMetrics, improved, mode_for
 from dlrun.records import MetricsLog, RunWriteError, write_json
+from dlrun.tta import check as check_tta, forward as tta_forward
 
 log = logging.getLogger("dlrun")
 
@@ -39,16 +41,16 @@ class NonFiniteLossError(DlrunError):
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_fn, device, amp_dtype, prefix: str, target_std=None,
+def evaluate(model, loader, loss_fn, device, amp_dtype, prefix: str, target_std=None, tta: str = "none",
              confusion: ConfusionCounts | None = None) -> dict[str, float]:
     """Loss and accuracy (regression: MAE and RMSE in the targets' units) of `model` over a loader, in eval mode;
-    `confusion` also counts the predictions per class in the same pass."""
+    `tta`: see dlrun/tta.py; `confusion` also counts the predictions per class in the same pass."""
     was_training = model.training
     model.eval()
     acc = EpochMetrics(device, target_std)
     for x, y in loader:
         with autocast(device, amp_dtype):
-            out = model(x)
+            out = tta_forward(model, x, tta)
             loss = loss_fn(out, y)
         acc.update(loss.float(), out, y)
         if confusion is not None:
@@ -80,6 +82,8 @@ class Loop:
         self.resumed_from: str | None = None
         self.test_confusion = None  # counts[true, predicted] of the test split (classification), for the figure
         self.is_main = distributed.is_main()
+        self.tta = OmegaConf.select(cfg, "eval.tta", default="none")  # validation and test predictions
+        check_tta(self.tta, data.info.in_shape)
 
     # -- callbacks ---------------------------------------------------------------------------------
     def request_stop(self, reason: str = "stopped_early") -> None:
@@ -144,7 +148,7 @@ class Loop:
         trained = (local - samples_before) * self.train_sums.global_count / max(local, 1)  # all ranks, this session
         if self.data.val is not None:
             row.update(evaluate(self.model, self.data.val, self.loss_fn, self.device, self.amp_dtype, "val",
-                                self.data.info.target_std))
+                                self.data.info.target_std, self.tta))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["samples_per_s"] = trained / max(train_time, 1e-9)
         self.train_sums = EpochMetrics(self.device, self.data.info.target_std)
@@ -187,7 +191,7 @@ class Loop:
                     counts = ConfusionCounts(self.data.info.num_classes, self.device) \
                         if self.data.info.task == "classification" else None
                     test = evaluate(self.model, self.data.test, self.loss_fn, self.device, self.amp_dtype, "test",
-                                    self.data.info.target_std, counts)
+                                    self.data.info.target_std, self.tta, confusion=counts)
                     self.test_confusion = counts.compute() if counts is not None else None
             status = {"interrupted": "interrupted", "stopped_early": "stopped_early"}.get(self.stop_reason, "completed")
             if self.stop_reason == "pruned":  # a search trial its pruner stopped (dlrun/search/trial.py)

@@ -143,12 +143,13 @@ def build_data(cfg, device: torch.device, seed: int) -> DataSplits:
 
     # normalise with statistics of the training split only (per channel for images)
     dims = [0] + list(range(2, x.dim()))
-    mean = x[train_idx].mean(dim=dims, keepdim=True)
-    std = x[train_idx].std(dim=dims, keepdim=True)
+    x_train = x[train_idx]  # gathered once: statistics and normalisation are passes over 170 MB for Fashion-MNIST
+    mean = x_train.mean(dim=dims, keepdim=True)
+    std = x_train.std(dim=dims, keepdim=True)
     std = torch.where(std > 1e-8, std, torch.ones_like(std))  # a constant feature is centred, not blown up
     if not cfg.standardize:  # raw inputs (data.standardize=false), e.g. the notes' 0/1 logic-gate rows
         mean, std = torch.zeros_like(mean), torch.ones_like(std)
-    norm = lambda t: ((t - mean) / std).to(device)
+    norm = lambda t: t.sub_(mean).div_(std).to(device)  # in place: every t here is a fresh copy
 
     n_out = len(class_names) if src.task == "classification" else (y.shape[1] if y.dim() > 1 else 1)
     info = DataInfo(tuple(x.shape[1:]), n_out, class_names, src.task)
@@ -158,7 +159,7 @@ def build_data(cfg, device: torch.device, seed: int) -> DataSplits:
         y, test_y = (y - y_mean) / y_std, (test_y - y_mean) / y_std
         info.target_mean, info.target_std = y_mean.tolist(), y_std.tolist()
     augment = build_augment(cfg, info.in_shape, info.num_classes, info.task)
-    train = TensorLoader(norm(x[train_idx]), y[train_idx].to(device), cfg.batch_size, shuffle=True, seed=seed,
+    train = TensorLoader(norm(x_train), y[train_idx].to(device), cfg.batch_size, shuffle=True, seed=seed,
                          augment=augment)
     val = TensorLoader(norm(x[val_idx]), y[val_idx].to(device), cfg.eval_batch_size) if n_val else None
     test = TensorLoader(norm(test_x), test_y.to(device), cfg.eval_batch_size)

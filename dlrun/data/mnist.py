@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlrun.data.idx import read_idx
+from dlrun.data.cache import read_idx_cached
 from dlrun.data.source import Source, torchvision_download
 from dlrun.errors import DataError
 
@@ -77,7 +77,8 @@ def from_config(cfg, seed: int) -> Source:
 def load(name: str, root: str | Path) -> Source:
     """uint8 N×1×28×28 images and int64 labels of both splits."""
     files = locate(name, root)
-    arrays = {key: read_idx(path) for key, path in files.items()}
+    cache_dir = Path(root) / "cache" / name  # decoded arrays: a second run does not gunzip
+    arrays = {key: read_idx_cached(path, cache_dir) for key, path in files.items()}
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):

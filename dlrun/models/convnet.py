@@ -1,0 +1,43 @@
+"""A small VGG-style CNN for fast training: stages of (3x3 conv, batch norm, activation) x convs, 2x2 max pool.
+
+The shape the speed-run literature uses on small images (e.g. Keller Jordan's airbench): few, narrow
+stages with batch norm after every convolution, halving the resolution each stage, then one dense layer.
+With widths [32, 64, 128] on 1x28x28 it has 104 k parameters and costs about 2.5x LeNet-5's time per batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dlrun.errors import ConfigError
+from dlrun.models.common import image_shape, norms, require_size
+from dlrun.nn.activations import activation_factory
+
+
+class ConvNet(nn.Module):
+    def __init__(self, in_shape, num_classes: int, widths=(32, 64, 128), convs_per_stage: int = 1,
+                 activation: str = "relu", negative_slope: float = 0.01, batchnorm: bool = True, dropout: float = 0.0):
+        super().__init__()
+        c, h, w = image_shape(in_shape, "convnet")
+        widths = [int(x) for x in widths]
+        if not widths or min(widths) < 1:
+            raise ConfigError("model.widths", widths, "a non-empty list of channel counts >= 1")
+        if convs_per_stage < 1:
+            raise ConfigError("model.convs_per_stage", convs_per_stage, "an integer >= 1")
+        require_size("convnet", h, w, 2 ** len(widths), f"{len(widths)} 2x2 poolings")
+        act = activation_factory(activation, negative_slope)
+        layers: list[nn.Module] = []
+        for width in widths:
+            for _ in range(convs_per_stage):
+                # no bias before batch norm: its shift would be subtracted again
+                layers += [nn.Conv2d(c, width, 3, padding=1, bias=not batchnorm), *norms(width, batchnorm), act()]
+                c = width
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Flatten(), *([nn.Dropout(dropout)] if dropout else []),
+                                        nn.Linear(c * h * w, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
