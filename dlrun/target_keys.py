@@ -31,14 +31,20 @@ def _nodes(cfg: DictConfig):
 
 
 def _arguments(target) -> list[str] | None:
-    """The keyword arguments `target` accepts, or None when it accepts any (**kwargs) or cannot be read."""
+    """The keyword arguments `target` accepts, or None when it accepts any (**kwargs) or cannot be read.
+
+    A factory that hands its **kwargs to one class says so with `passes_kwargs_to` (dlrun/nn/optimizers.py):
+    it accepts its own arguments and that class's."""
     try:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):
         return None
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        passed_to = getattr(target, "passes_kwargs_to", None)
+        further = _arguments(passed_to) if passed_to is not None else None
+        return None if further is None else named + [a for a in further if a not in named]
+    return named
 
 
 def check_target_keys(cfg: DictConfig) -> None:

@@ -9,9 +9,9 @@ from dlrun.data import cache, idx, mnist
 
 
 def test_second_load_reads_the_cache_not_the_gzip(tmp_path, monkeypatch):
-    from test_data import write_fake_mnist
+    from conftest import write_fashion_mnist as write_fake_mnist
 
-    write_fake_mnist(tmp_path / "FashionMNIST" / "raw")
+    write_fake_mnist(tmp_path / "FashionMNIST" / "raw", gz=True)  # the gzip files a second load must not decode
     first = mnist.load("fashion_mnist", tmp_path)
     cached = sorted(p.name for p in (tmp_path / "cache" / "fashion_mnist").glob("*.npy"))
     assert len(cached) == 4 and cached[0].startswith("t10k-images-idx3-ubyte-")

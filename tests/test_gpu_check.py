@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_data import write_fake_mnist
+from conftest import write_fashion_mnist as write_fake_mnist
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 

@@ -68,7 +68,7 @@ def test_every_preset_names_a_lesson_that_exists():
         return lesson(parents[0]) if parents else None
 
     for name in presets:
-        if not name.startswith("transfer"):  # a two-step recipe; no figure yet
+        if not name.startswith("transfer") and name != "fast_fashion":  # recipes, not lessons of the notes
             assert lesson(name) in DRAWERS, name
 
 

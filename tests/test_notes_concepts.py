@@ -10,7 +10,7 @@ from conftest import make_cfg
 from dlrun.data import DataInfo
 from dlrun.models import build_model_and_loss
 from dlrun.models.resnet import ResNet
-from dlrun.nn.activations import make_activation
+from dlrun.nn.activations import activation_factory
 from dlrun.summary import summarize
 from dlrun.transfer import build_optimizer
 
@@ -32,7 +32,7 @@ def autograd_derivative(module, x):
     ("tanh", lambda x: 1 - torch.tanh(x) ** 2),  # the notes: tanh' = 1 - tanh^2
 ])
 def test_derivatives_match_finite_differences_and_the_notes_closed_form(name, closed_form):
-    act = make_activation(name)
+    act = activation_factory(name)()
     fd = finite_difference(act, X)
     torch.testing.assert_close(autograd_derivative(act, X), fd, atol=1e-8, rtol=0)
     torch.testing.assert_close(closed_form(X), fd, atol=1e-8, rtol=0)
@@ -41,7 +41,7 @@ def test_derivatives_match_finite_differences_and_the_notes_closed_form(name, cl
 
 
 def test_leaky_relu_slope_below_zero_by_finite_differences():
-    act = make_activation("leaky_relu")
+    act = activation_factory("leaky_relu")()
     x = X[X.abs() > 1e-3]  # away from the kink
     torch.testing.assert_close(finite_difference(act, x), torch.where(x > 0, 1.0, 0.01).double(), atol=1e-8, rtol=0)
 

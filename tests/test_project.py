@@ -136,7 +136,7 @@ def test_contract_violations_name_the_users_function_and_file(project, tmp_path)
             (["+data.source._target_=broken.arrays"], rf"data.source: broken.arrays \({file}\) returned a tuple, "
                                                       r"not a dlrun.data.source.Source"),
             (["++model._target_=broken.not_a_model", "~model.activation", "~model.negative_slope", "~model.pool",
-              "~model.dropout", "~model.batchnorm"], rf"model: broken.not_a_model \({file}\) returned a str"),
+              "~model.dropout", "~model.batchnorm", "~model.padding"], rf"model: broken.not_a_model \({file}\) returned a str"),
             (["+callbacks.mine._target_=broken.Plain"], rf"callbacks.mine=broken.Plain \({file}\) is not allowed")):
         with pytest.raises(DlrunError, match=message):
             build_loop(make_cfg(*FAST, *overrides), tmp_path / "run")

@@ -113,3 +113,9 @@ def rmsprop(params, eps_inside_sqrt: bool = False, **kwargs) -> Optimizer:
 def adam(params, eps_inside_sqrt: bool = False, fused: bool | None = None, **kwargs) -> Optimizer:
     """torch.optim.Adam, or the notes' RootEpsAdam with eps_inside_sqrt=True (one plain loop: `fused` is torch's)."""
     return RootEpsAdam(params, **kwargs) if eps_inside_sqrt else torch.optim.Adam(params, fused=fused, **kwargs)
+
+
+# the keyword arguments each factory passes on (**kwargs), so that a key none of them takes is refused
+# before anything is built (dlrun/target_keys.py), as it is for a torch.optim class named directly
+for _factory, _torch_class in ((adagrad, torch.optim.Adagrad), (rmsprop, torch.optim.RMSprop), (adam, torch.optim.Adam)):
+    _factory.passes_kwargs_to = _torch_class
