@@ -49,6 +49,10 @@ def _hydra_run(overrides, multirun: bool):
         raise DlrunError(str(e).strip().splitlines()[0]) from None
     finally:
         _calls -= 1
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().cfg = None  # Hydra leaves its job's config set: the caller's next code is no job
+        os.environ.pop("DLRUN_RUN_STAMP", None)  # a sweep's stamp for its jobs; the next call is a new folder
 
 
 def _run_one(cfg):

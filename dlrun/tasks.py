@@ -112,7 +112,8 @@ def train(cfg: DictConfig, run_dir: Path):
     from dlrun import distributed
     from dlrun.run_lock import run_lock
 
-    if cfg.trainer.devices > 1 and not distributed.launched_by_torchrun():
+    a_rank = distributed.launched_by_torchrun()  # first: SLURM tasks learn their RANK here, before is_main()
+    if cfg.trainer.devices > 1 and not a_rank:
         return _launch_ddp(cfg, run_dir)
     with run_lock(run_dir) if distributed.is_main() else nullcontext():  # one process per run folder
         return _train(cfg, run_dir)

@@ -121,6 +121,21 @@ def _require_subprocess_marker() -> None:
 
 
 @pytest.fixture(autouse=True)
+def no_hydra_job_left():
+    """A test that runs Hydra in-process (the README tour, dlrun.run) must not leave its job's config behind:
+    code that asks `HydraConfig.initialized()` (resume, TensorBoard's choices) would read another test's run,
+    and runs started later would share its sweep's folder stamp."""
+    stamp = os.environ.get("DLRUN_RUN_STAMP")
+    yield
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None
+    # an in-process sweep hands its folder stamp to its jobs through the environment: later runs get their own
+    if stamp is None:
+        os.environ.pop("DLRUN_RUN_STAMP", None)
+
+
+@pytest.fixture(autouse=True)
 def one_thread():
     """In-process tests run tiny tensors: a second intra-op thread only adds overhead (and on a busy 2-core
     machine makes a forward pass ~100x slower). Subprocess runs keep torch's default."""
