@@ -196,7 +196,8 @@ def test_a_cancelled_job_fails_a_preempted_one_resumes_and_the_sweep_finishes(sl
     assert time.monotonic() - cancelled < 150, "the client took too long"
     rows = {r["run"].split("_")[0]: r for r in job_rows(tmp_path / "sweep")}
     assert (rows["0"]["status"], rows["1"]["status"]) == ("failed", "completed"), rows
-    lines = [line for line in (out + err).splitlines() if f"SLURM job {jobs[0]} failed" in line]
+    # the one error line (the sweep's table, printed whole when piped, also quotes the error in its row)
+    lines = [line for line in (out + err).splitlines() if f"error: SLURM job {jobs[0]} failed" in line]
     assert len(lines) == 1 and lines[0].endswith(f"its log: {tmp_path / 'sweep'}/.submitit/{jobs[0]}/"
                                                  f"{jobs[0]}_0_log.err"), err
     cancelled_run, requeued_run = job_dirs(tmp_path / "sweep")
