@@ -61,6 +61,19 @@ def _restore_model(stored: DictConfig, info: DataInfo, state: dict, path, device
     return model.eval(), loss_fn
 
 
+def _relative_to_common_folder(rows: list[list[str]]) -> tuple[str | None, list[list[str]]]:
+    """(the folder all inputs share, the rows with names relative to it); (None, rows) when they share none."""
+    import os
+
+    try:
+        folder = os.path.commonpath([r[0] for r in rows]) if len(rows) > 1 else os.path.dirname(rows[0][0])
+    except (ValueError, IndexError):
+        return None, rows
+    if not folder or folder == os.sep:
+        return None, rows
+    return folder, [[os.path.relpath(r[0], folder), *r[1:]] for r in rows]
+
+
 def _class_names(info: DataInfo, n_outputs: int) -> list[str]:
     n = 2 if n_outputs == 1 else n_outputs  # one output: a binary classifier
     names = [str(c) for c in info.class_names]
@@ -349,6 +362,7 @@ def run_predict(cfg: DictConfig, run_dir: Path) -> None:
         writer.writerow(header)
         writer.writerows(rows)
 
+    folder, shown = _relative_to_common_folder(shown)  # the terminal shows file names, not long paths
     table = Table()
     table.add_column("input", overflow="fold")
     table.add_column("prediction" if info.task == "regression" else f"top-{k} (probability)")
@@ -356,5 +370,6 @@ def run_predict(cfg: DictConfig, run_dir: Path) -> None:
         table.add_row(*row)
     if len(shown) > MAX_ROWS_SHOWN:
         table.caption = f"{len(shown) - MAX_ROWS_SHOWN} more in {csv_path}"
-    show(f"predictions of the epoch {state.get('epoch')} checkpoint:", str(path), table)
+    inputs = [f"inputs in {folder}:"] if folder else []
+    show(f"predictions of the epoch {state.get('epoch')} checkpoint:", str(path), *inputs, table)
     log.info("wrote %d predictions to %s", len(rows), csv_path)
