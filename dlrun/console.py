@@ -7,7 +7,7 @@ import sys
 
 from rich.console import Console
 
-console = Console(highlight=False)  # no file: rich writes to sys.stdout as it is at each print (a test's capture)
+console = Console(file=sys.stdout, highlight=False)
 log = logging.getLogger("dlrun")
 
 

@@ -147,6 +147,9 @@ class SweepReport(HydraCallback):
         from dlrun.console import console
         from dlrun.table import print_table
 
+        # the stamp was for this sweep's jobs: a process this one starts later inherits the environment and
+        # must get a folder of its own
+        os.environ.pop("DLRUN_RUN_STAMP", None)
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return

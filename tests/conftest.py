@@ -17,6 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import dlrun
+import dlrun.console  # noqa: F401 - bound now to the session's output capture, not to one test's
 import dlrun.data
 from dlrun.callbacks.base import Callback
 from dlrun.config import register_configs
@@ -125,14 +126,12 @@ def no_hydra_job_left():
     """A test that runs Hydra in-process (the README tour, dlrun.run) must not leave its job's config behind:
     code that asks `HydraConfig.initialized()` (resume, TensorBoard's choices) would read another test's run,
     and runs started later would share its sweep's folder stamp."""
-    stamp = os.environ.get("DLRUN_RUN_STAMP")
+    os.environ.pop("DLRUN_RUN_STAMP", None)  # a sweep's stamp for its jobs, left by a module fixture's sweep
     yield
     from hydra.core.hydra_config import HydraConfig
 
     HydraConfig.instance().cfg = None
-    # an in-process sweep hands its folder stamp to its jobs through the environment: later runs get their own
-    if stamp is None:
-        os.environ.pop("DLRUN_RUN_STAMP", None)
+    os.environ.pop("DLRUN_RUN_STAMP", None)  # runs started later get folders of their own
 
 
 @pytest.fixture(autouse=True)
