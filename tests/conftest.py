@@ -44,6 +44,15 @@ def run_dlrun(*args: str, cwd: Path | None = None, timeout: int = 300, env: dict
                           timeout=timeout, env=full_env)
 
 
+def one_error_line(proc) -> str:
+    """The single `error:` line of a dlrun process that failed as a user mistake should (no traceback)."""
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out, out
+    lines = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
 def read_summary(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
 

@@ -7,17 +7,10 @@ import pytest
 import torch
 
 import dlrun
-from conftest import TINY, read_summary, run_dlrun
+from conftest import TINY, one_error_line, read_summary, run_dlrun
 
 TESTS = str(Path(__file__).parent)
 
-
-def one_error_line(proc) -> str:
-    out = proc.stdout + proc.stderr
-    assert "Traceback" not in out, out
-    lines = [line for line in out.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, out
-    return lines[0]
 
 
 @pytest.mark.subprocess

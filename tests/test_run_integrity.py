@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, make_cfg, read_summary, run_dlrun
+from conftest import TINY, make_cfg, one_error_line, read_summary, run_dlrun
 from dlrun import checkpoint
 from dlrun.callbacks.base import Callback
 from dlrun.cli import UsageError, prepare_argv
@@ -27,12 +27,6 @@ from dlrun.tasks import build_loop, execute, train
 
 RUN = [*TINY, "optimizer.lr=0.01", "trainer.num_threads=1"]
 TIMING = ("time_s", "samples_per_s")
-
-
-def error_lines(proc) -> list[str]:
-    out = proc.stdout + proc.stderr
-    assert "Traceback" not in out, out
-    return [line for line in out.splitlines() if line.startswith("error:")]
 
 
 def snapshot(run: Path, names=("summary.json", ".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.jsonl")):
@@ -59,7 +53,7 @@ def test_a_completed_run_resumed_with_the_defaults_keeps_its_config_and_its_resu
                                ("model=mlp", "model=mlp", "model=lenet")):
         proc = run_dlrun("trainer.resume=true", f"hydra.run.dir={run}", override)
         assert proc.returncode == 2
-        [line] = error_lines(proc)
+        line = one_error_line(proc)
         assert new in line and old in line and "model.pretrained=" in line, line
         assert snapshot(run) == first
 
@@ -134,7 +128,7 @@ def test_samples_per_second_of_a_resumed_epoch_counts_only_what_it_trained(tmp_p
 def test_a_typo_added_with_plus_exits_non_zero_without_a_traceback(tmp_path):
     proc = run_dlrun(*TINY, "+trainer.max_epoch=3", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2
-    [line] = error_lines(proc)
+    line = one_error_line(proc)
     assert "trainer.max_epoch" in line and "did you mean max_epochs" in line
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
@@ -188,7 +182,7 @@ def test_a_run_folder_that_holds_a_run_keeps_its_hydra_record(tmp_path):
 def test_show_flags_with_multirun_are_one_line_and_both_sides_of_m_run(tmp_path):
     proc = run_dlrun("-m", "optimizer=sgd,adam", "--cfg", "job")
     assert proc.returncode == 2
-    [line] = error_lines(proc)
+    line = one_error_line(proc)
     assert "--cfg" in line and "-m" in line
     with pytest.raises(UsageError):
         prepare_argv(["--info", "-m"])
@@ -308,7 +302,7 @@ def test_a_second_process_on_the_same_run_folder_is_refused_and_changes_nothing(
     with run_lock(run):  # a first dlrun holding the folder
         proc = run_dlrun("trainer.resume=true", f"hydra.run.dir={run}", "trainer.max_epochs=3")
     assert proc.returncode == 2
-    [line] = error_lines(proc)
+    line = one_error_line(proc)
     assert "is in use by dlrun pid" in line
     assert snapshot(run) == first and not (run / "resumes.jsonl").exists()
 
