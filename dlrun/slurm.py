@@ -1,6 +1,6 @@
 """SLURM through Hydra's submitit launcher, fixed where a real cluster breaks it.
 
-`SlurmLauncher` is hydra-submitit-launcher's, with four changes (the `SlurmSetup` callback swaps it in
+`SlurmLauncher` is hydra-submitit-launcher's, with four changes (the `SlurmSetup` callback of dlrun/slurm_setup.py swaps it in
 for every `submitit_slurm`-based launcher, `hydra/launcher=slurm` included):
 - resources that fit the partition (`fit_resources`): one task per GPU, one on CPU-only nodes; CPUs per
   task from what a node has; a request no node can satisfy is one line before anything is submitted;
@@ -27,16 +27,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra.experimental.callback import Callback as HydraCallback
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as HydraSlurmLauncher
 
 from dlrun.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
 log = logging.getLogger("dlrun")
 
-HYDRA_TARGET = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-# Hydra instantiates launchers only from the hydra_plugins package; this name maps to the class below
-TARGET = "hydra_plugins.hydra_submitit_launcher.dlrun.SlurmLauncher"
 # squeue states after which a job has nothing more to say; a requeued job is PENDING again
 ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
          "REVOKED", "SPECIAL_EXIT", "TIMEOUT"}
@@ -47,18 +43,6 @@ RESULT_GRACE_S = 15  # a job gone from the queue may still be writing its result
 POLL_S = 2.0
 
 
-def threads_from_scheduler() -> int:
-    """Torch threads for this process: SLURM's CPUs per task inside a job, else torchrun's OMP_NUM_THREADS
-    convention; 0 when neither says (torch's default: all cores)."""
-    for name in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
-        if name == "SLURM_CPUS_PER_TASK" and "SLURM_JOB_ID" not in os.environ:
-            continue
-        value = os.environ.get(name, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return 0
-
-
 def stop_training(frame=None) -> None:
     """Ask the training loop, if it runs, to stop after its current batch as SIGTERM does (last.pt,
     `interrupted`). A notice that comes while the job is still starting changes nothing yet: the loop
@@ -66,19 +50,6 @@ def stop_training(frame=None) -> None:
     handler = signal.getsignal(signal.SIGTERM)
     if getattr(handler, "__module__", None) == "dlrun.loop":  # dlrun.loop._stop_on_signals, while it runs
         handler(signal.SIGTERM, frame)
-
-
-class SlurmSetup(HydraCallback):
-    """Before the sweeper builds the launcher: use dlrun's SlurmLauncher instead of the plugin's."""
-
-    def on_multirun_start(self, config, **kwargs) -> None:
-        launcher = config.hydra.get("launcher")
-        if launcher is None or launcher.get("_target_") != HYDRA_TARGET:
-            return
-        from hydra.core.plugins import Plugins
-
-        Plugins.instance().class_name_to_class[TARGET] = SlurmLauncher
-        launcher._target_ = TARGET
 
 
 # -- what the partition can give ---------------------------------------------------------------------

@@ -42,6 +42,18 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule  # the module keeps its name and is the function too
 
 
+def threads_from_scheduler() -> int:
+    """Torch threads for this process: SLURM's CPUs per task inside a job, else torchrun's OMP_NUM_THREADS
+    convention; 0 when neither says (torch's default: all cores)."""
+    for name in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
+        if name == "SLURM_CPUS_PER_TASK" and "SLURM_JOB_ID" not in os.environ:
+            continue
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 0
+
+
 def threads_per_job() -> int:
     """Parallel local jobs (joblib n_jobs > 1) share the cores instead of each taking them all."""
     from hydra.core.hydra_config import HydraConfig

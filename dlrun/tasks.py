@@ -51,8 +51,7 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     from dlrun.models import build_model_and_loss
     from dlrun.nn.initializers import initialize
     from dlrun.nn.regularizers import build_penalty
-    from dlrun.slurm import threads_from_scheduler
-    from dlrun.sweep import threads_per_job
+    from dlrun.sweep import threads_from_scheduler, threads_per_job
     from dlrun.transfer import build_optimizer
 
     t = cfg.trainer

@@ -41,14 +41,18 @@ def test_bf16_autocasts_and_needs_no_scaler(tiny_cfg, tmp_path):
 
 
 def test_channels_last_is_on_under_amp_and_off_at_fp32(tiny_cfg, tmp_path):
-    amp = build_loop(tiny_cfg(*CUDA, "trainer.precision=16"), tmp_path / "amp")
-    conv = next(m for m in amp.model.modules() if isinstance(m, torch.nn.Conv2d))
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.is_cuda
-    assert amp.data.train.x.is_contiguous(memory_format=torch.channels_last)
+    # 3 input channels: with one channel (or a 1-channel kernel) both memory formats are the same layout
+    rgb = ("data.shape=[3,28,28]",)
+    amp = build_loop(tiny_cfg(*CUDA, *rgb, "trainer.precision=16"), tmp_path / "amp")
+    convs = [m for m in amp.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_cuda and c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert not convs[0].weight.is_contiguous()  # the layout really changed
+    x = amp.data.train.x
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     assert _learned(amp, amp.fit())
-    fp32 = build_loop(tiny_cfg(*CUDA), tmp_path / "fp32")
-    conv = next(m for m in fp32.model.modules() if isinstance(m, torch.nn.Conv2d))
-    assert conv.weight.is_contiguous() and not conv.weight.is_contiguous(memory_format=torch.channels_last)
+    fp32 = build_loop(tiny_cfg(*CUDA, *rgb), tmp_path / "fp32")
+    convs = [m for m in fp32.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.weight.is_contiguous() and not c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
 
 
 def test_compiled_model_trains_and_saves_plain_parameter_names(tiny_cfg, tmp_path):

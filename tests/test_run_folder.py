@@ -81,3 +81,18 @@ def test_help_lists_groups_without_importing_torch():
         assert group in out
     data_line = next(line for line in out.splitlines() if line.startswith("data:"))
     assert "lenet, mlp" in out and all(f" {name}" in data_line for name in ("fashion_mnist", "mnist", "synthetic"))
+
+
+def test_a_training_run_imports_no_launcher_or_search_library(tmp_path):
+    """What a plain run does not use stays out of its start-up (and out of a machine that lacks it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.argv = ['dlrun', 'trainer=smoke', 'data.size=64', 'trainer.max_epochs=1']\n"
+            "from dlrun.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in ('submitit', 'optuna', 'joblib')"
+            " or m == 'dlrun.slurm'))")  # Hydra's plugin scan imports the launcher plugins' modules, not submitit
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "LOADED []" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    assert (tmp_path / "outputs" / "runs").is_dir()

@@ -9,7 +9,8 @@ import pytest
 
 from dlrun import slurm
 from dlrun.errors import ConfigError, DlrunError
-from dlrun.slurm import Partition, fit_resources, read_partition, threads_from_scheduler
+from dlrun.slurm import Partition, fit_resources, read_partition
+from dlrun.sweep import threads_from_scheduler
 
 CPU_NODE = Partition(name="cpu", nodes=1, cpus=2, memory_mb=21000, gpus=0, time_limit_min=math.inf)
 GPU_NODE = Partition(name="gpu", nodes=4, cpus=64, memory_mb=500_000, gpus=8, time_limit_min=24 * 60)
