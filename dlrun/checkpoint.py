@@ -109,13 +109,34 @@ def load_model_weights(model: torch.nn.Module, state: dict, path) -> None:
         raise CheckpointError(f"checkpoint {path} does not fit this model (another architecture?): {detail}") from None
 
 
+def _load_schedule(scheduler, saved: dict) -> None:
+    """The saved schedule's position, on the plan of this run's config.
+
+    A resume may add epochs (trainer.max_epochs). LambdaLR's state carries its factor's settings (the
+    cosine's total epochs); loaded as they are, a finished cosine run would train on at lr 0. Its
+    settings come from this run's config instead, and the lr is set from the factor where the run stands.
+    (OneCycleLR cannot be stretched: resume.check_schedule refuses that before anything is touched.)"""
+    from torch.optim.lr_scheduler import LambdaLR
+
+    planned = [dict(vars(f)) for f in scheduler.lr_lambdas] if isinstance(scheduler, LambdaLR) else []
+    scheduler.load_state_dict(saved)
+    if not planned or all(vars(f) == plan for f, plan in zip(scheduler.lr_lambdas, planned)):
+        return  # the same plan: the optimizer's saved lr is already right (an exact resume)
+    for f, plan in zip(scheduler.lr_lambdas, planned):
+        vars(f).update(plan)
+    lrs = [base * f(scheduler.last_epoch) for base, f in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs
+
+
 def restore(loop, state: dict, path) -> None:
     """Put a captured state back into a freshly built loop."""
     load_model_weights(loop.model, state, path)
     try:
         loop.optimizer.load_state_dict(state["optimizer"])
         if loop.scheduler is not None and state.get("scheduler"):
-            loop.scheduler.load_state_dict(state["scheduler"])
+            _load_schedule(loop.scheduler, state["scheduler"])
         loop.scaler.load_state_dict(state["scaler"])
     except (ValueError, KeyError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path}: optimizer state does not fit ({e}); was optimizer= changed?") from None

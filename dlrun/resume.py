@@ -198,6 +198,17 @@ def write_run_config(run_dir: Path, run_cfg: DictConfig, saved: SavedRun) -> Non
     atomic_write(hydra_dir / "overrides.yaml", lambda f: f.write(OmegaConf.to_yaml(overrides)), mode="w")
 
 
+def check_schedule(cfg, state: dict, path: Path) -> None:
+    """More epochs on resume stretch a schedule planned over max_epochs; one-cycle's total steps are fixed
+    in its saved state, so it cannot be stretched (cosine can: checkpoint._load_schedule re-plans it)."""
+    total = (state.get("scheduler") or {}).get("total_steps")
+    if total is not None and "OneCycleLR" in str(cfg.scheduler.get("_target_")) and total != cfg.trainer.max_epochs:
+        raise DlrunError(
+            f"scheduler=onecycle of {path} was planned for {total} epochs and cannot be stretched to "
+            f"trainer.max_epochs={cfg.trainer.max_epochs}; to train on from its weights, start a new run: "
+            f"model.pretrained={path}")
+
+
 def archive_summary(run_dir: Path) -> Path | None:
     """A finished run trained further: keep its first summary as summary.prev-N.json."""
     path = Path(run_dir) / "summary.json"

@@ -194,6 +194,7 @@ def _continue_run(cfg: DictConfig, run_dir: Path, path: Path, state: dict) -> tu
             log.info("resume: %s=%s (was %s)", key, new, old)
         if distributed.is_main() and (saved.run_dir is None or saved.run_dir != run_dir.resolve()):
             resume.write_run_config(run_dir, cfg, saved)
+    resume.check_schedule(cfg, state, path)
     finished = resume.finished_summary(run_dir)  # every DDP rank reads it: all stop here, or none
     if finished is not None:
         more_epochs = "trainer.max_epochs" in taken or saved is None

@@ -317,3 +317,27 @@ def test_a_lock_left_by_a_killed_process_is_not_a_live_one(tmp_path):
             with run_lock(tmp_path):
                 pass
     assert not (tmp_path / "dlrun.lock").exists()
+
+
+# -- 7: more epochs on a finished run follow a schedule planned for them ---------------------------------------
+def test_more_epochs_on_a_finished_cosine_run_train_on_a_schedule_replanned_for_them(tmp_path):
+    from dlrun.nn.schedulers import WarmupCosine
+
+    cosine = [*RUN, "scheduler=cosine", "scheduler.warmup_epochs=0"]
+    train(make_cfg(*cosine, "trainer.max_epochs=2"), tmp_path)
+    train(make_cfg(*cosine, "trainer.max_epochs=4", "trainer.resume=true"), tmp_path)
+    lrs = [row["lr"] for row in read_jsonl(tmp_path / "metrics.jsonl")]
+    # the planned total was 2 epochs: loaded as saved, epochs 3 and 4 would train at lr 0
+    assert lrs[2:] == pytest.approx([0.01 * WarmupCosine(0, 4)(e) for e in (2, 3)])
+    assert read_summary(tmp_path)["epochs"] == 4 and (tmp_path / "summary.prev-1.json").is_file()
+
+
+def test_a_one_cycle_run_is_not_stretched_and_its_result_stays(tmp_path, caplog):
+    onecycle = [*RUN, "scheduler=onecycle"]
+    train(make_cfg(*onecycle, "trainer.max_epochs=2"), tmp_path)
+    before = (tmp_path / "summary.json").read_text()
+    code, _ = execute(make_cfg(*onecycle, "trainer.max_epochs=3", "trainer.resume=true"), tmp_path)
+    assert code == 2
+    errors = [r.getMessage() for r in caplog.records if r.getMessage().startswith("error:")]
+    assert len(errors) == 1 and "planned for 2 epochs and cannot be stretched" in errors[0]
+    assert (tmp_path / "summary.json").read_text() == before and not list(tmp_path.glob("summary.prev-*"))
