@@ -12,7 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config import validate
 from dlrun.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, DlrunError
@@ -44,7 +44,7 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     from dlrun.callbacks.base import build_callbacks
     from dlrun.callbacks.progress import make_progress
     from dlrun.callbacks.unfreeze import Unfreeze
-    from dlrun.config import build
+    from dlrun.config import TrainerConfig, build
     from dlrun.data import build_data
     from dlrun.device import autocast_dtype, select_device, use_channels_last
     from dlrun.loop import Loop
@@ -101,7 +101,9 @@ def build_loop(cfg: DictConfig, run_dir: Path):
         callbacks["optuna_trial"] = trial
     if not distributed.is_main():
         callbacks = distributed.quiet_rank(callbacks)
-    return Loop(cfg=cfg, run_dir=run_dir, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
+    settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainerConfig), t))  # plain attributes
+    return Loop(settings=settings, monitor=cfg.monitor, tta=OmegaConf.select(cfg, "eval.tta", default="none"),
+                run_config=cfg, run_dir=run_dir, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
                 data=data, device=device, amp_dtype=amp_dtype, callbacks=callbacks, penalty=penalty)
 
 

@@ -35,6 +35,7 @@ from dlrun.config import plain_config
 
 from dlrun.callbacks.base import Callback
 from dlrun.checkpoint import unwrap
+from dlrun.device import eval_mode
 from dlrun.errors import ConfigError
 
 log = logging.getLogger("dlrun")
@@ -222,18 +223,14 @@ class TensorBoardLogger(Callback):
         """The batch of the epoch's last optimizer step if gradient histograms are due in this epoch, else
         None; worked out once per epoch, because this runs before every step."""
         if self._hist_epoch != loop.epoch:
-            t = loop.cfg.trainer
-            n_batches = min(len(loop.data.train), t.limit_train_batches or len(loop.data.train))
             self._hist_epoch = loop.epoch
-            self._hist_batch = n_batches - 1 if self._due(self.histograms_every, loop.epoch + 1) else None
+            self._hist_batch = loop.batches_per_epoch - 1 if self._due(self.histograms_every, loop.epoch + 1) else None
         return self._hist_batch
 
     def on_before_optimizer_step(self, loop) -> None:
         if loop.batch_in_epoch != self._gradient_histogram_batch(loop):
             return
-        epoch, t = loop.epoch + 1, loop.cfg.trainer
-        # with AMP and no clipping the gradients are still multiplied by the loss scale
-        scale = loop.scaler.get_scale() if loop.scaler.is_enabled() and not t.gradient_clip_val > 0 else 1.0
+        epoch, scale = loop.epoch + 1, loop.gradient_scale
         for name, p in unwrap(loop.model).named_parameters():
             if p.grad is not None:
                 self.writer.add_histogram(f"grads/{param_tag(name, self._layers)}", p.grad.detach().float().cpu() / scale, epoch)
@@ -290,13 +287,10 @@ class TensorBoardLogger(Callback):
         maps, handles = {}, []  # filled in execution order
         for n, m in convs:
             handles.append(m.register_forward_hook(lambda mod, args, out, n=n: maps.__setitem__(n, out)))
-        was_training = model.training
-        model.eval()
         try:
-            with torch.no_grad():
+            with eval_mode(model):
                 model(x)
         finally:
-            model.train(was_training)
             for h in handles:
                 h.remove()
         self.writer.add_image("feature_maps/input", _grid(x), epoch)
@@ -304,43 +298,25 @@ class TensorBoardLogger(Callback):
             fm = out[0, : self.max_channels].unsqueeze(1)  # one tile per channel
             self.writer.add_image(f"feature_maps/{self._layers.get(n, n)}", _grid(fm), epoch)
 
-    @torch.no_grad()
     def _add_confusion_matrix(self, loop) -> None:
-        from dlrun.device import autocast
-        from dlrun.metrics import predict_classes
-        from dlrun.plots import confusion_matrix, confusion_matrix_figure
+        """From the counts the loop kept while it evaluated the test split (no second pass)."""
+        from dlrun.plots import confusion_matrix_figure
 
-        model = loop.model
-        was_training = model.training
-        model.eval()
-        preds, targets = [], []
-        for x, y in loop.data.test:
-            with autocast(loop.device, loop.amp_dtype):
-                out = model(x)
-            preds.append(predict_classes(out).cpu())
-            targets.append(y.view(-1).long().cpu())
-        model.train(was_training)
-        pred, target = torch.cat(preds).numpy(), torch.cat(targets).numpy()
-        n = max(loop.data.info.num_classes, 2, int(max(pred.max(initial=0), target.max(initial=0))) + 1)
-        fig = confusion_matrix_figure(confusion_matrix(pred, target, n), loop.data.info.class_names,
+        fig = confusion_matrix_figure(loop.test_confusion, loop.data.info.class_names,
                                       title=f"test split, epoch {loop.epoch}")
         self.writer.add_figure("confusion_matrix/test", fig, loop.epoch)  # closes the figure
 
     def _add_graph(self, loop) -> None:
         model = unwrap(loop.model)
-        was_training = model.training
-        model.eval()
         try:
-            with torch.random.fork_rng(devices=[]), warnings.catch_warnings():  # keep the training's random stream
+            with eval_mode(model), torch.random.fork_rng(devices=[]), warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace's deprecation notice
-                self.writer.add_graph(model, loop.data.test.x[:1])
+                self.writer.add_graph(model, loop.data.test.x[:1])  # fork_rng: keep the training's random stream
         except Exception as e:  # some models do not trace; the graph is optional
             log.warning("TensorBoard: no model graph (%s: %s)", type(e).__name__, str(e).splitlines()[0][:120])
-        finally:
-            model.train(was_training)
 
     def _add_hparams(self, loop) -> None:
         # into this run's own event file: the metrics are the scalars logged just above
         choices, overrides = hydra_context(loop.run_dir)
-        for summary in hparams_summaries(run_hparams(loop.cfg, choices, overrides)):
+        for summary in hparams_summaries(run_hparams(loop.run_config, choices, overrides)):
             self.writer.file_writer.add_summary(summary)

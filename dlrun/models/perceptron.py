@@ -95,7 +95,7 @@ class PerceptronReport(Callback):
         weights = [round(v, 6) for v in linear.weight.view(-1).tolist()]
         bias = round(linear.bias.item(), 6)
         report = {"weights": weights, "bias": bias, "train_acc": acc}
-        inputs = "standardised" if loop.cfg.data.get("standardize", True) else "raw"
+        inputs = "standardised" if loop.run_config.data.get("standardize", True) else "raw"
         log.info("perceptron: learned weights %s, bias %s (on the %s inputs); training accuracy %.2f",
                  weights, bias, inputs, acc)
         if acc < 1.0:
