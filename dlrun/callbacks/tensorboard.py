@@ -5,9 +5,10 @@ i.e. by what differs, and `--logdir outputs` by its path), x axis = epoch:
 - SCALARS   every numeric metric of each epoch (train/…, val/…, lr, samples_per_s, time_s), and at the
             end test/… and best/<monitor>;
 - HPARAMS   the group choices (model=lenet, optimizer=gd, ...), the keys a user tunes and every key
-            overridden on the command line, with the run's real final metrics (test/…, best/…); no
-            experiment summary, so TensorBoard works out which hparams differ and shows those first;
-            written only by a run that reached its test (never a placeholder);
+            overridden on the command line, with the run's real final metrics (test/…, best/…) as the
+            only metrics (each run's experiment record: its columns, the swept keys first); the trial
+            id says what tells the run apart (`3 adagrad · <sweep>/3_optimizer-adagrad`); written only
+            by a run that reached its test (never a placeholder);
 - HISTOGRAMS weights/<layer>.<param> and grads/<layer>.<param> (the last optimizer step of the epoch), every
             `histograms_every_n_epochs` epochs (and the first);
 - IMAGES    every `images_every_n_epochs` epochs (and the first): inputs/train (the first batch as
@@ -74,33 +75,63 @@ def run_hparams(cfg, choices: dict, overrides: list[str]) -> dict:
     return hp
 
 
-def hydra_context(run_dir) -> tuple[dict, list[str]]:
-    """(group choices, command-line overrides) of the run: from Hydra when it runs this process, else from
-    the run folder's .hydra/hydra.yaml; empty without either (a loop built in Python)."""
+def hydra_context(run_dir) -> tuple[dict, list[str], bool]:
+    """(group choices, command-line overrides, whether it is a sweep's job) of the run: from Hydra when it runs
+    this process, else from the run folder's .hydra/hydra.yaml; empty without either (a loop built in Python)."""
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
+        from dlrun.sweep import in_multirun
+
         hc = HydraConfig.get()
-        return dict(hc.runtime.choices), list(hc.overrides.task)
+        return dict(hc.runtime.choices), list(hc.overrides.task), in_multirun()
     path = run_dir / ".hydra" / "hydra.yaml"
     if path.is_file():
         import yaml
 
         hc = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
-        return dict(hc.get("runtime", {}).get("choices") or {}), list(hc.get("overrides", {}).get("task") or [])
-    return {}, []
+        return (dict(hc.get("runtime", {}).get("choices") or {}), list(hc.get("overrides", {}).get("task") or []),
+                hc.get("mode") == "MULTIRUN")
+    return {}, [], False
 
 
-def hparams_summaries(hparams: dict) -> list:
+def distinguishing_overrides(overrides: list[str], job: bool) -> list[str]:
+    """What tells the run from others: a sweep job's swept overrides (not those all its jobs share), else all."""
+    from dlrun.sweep import swept_overrides
+
+    return [o for o in (swept_overrides(overrides) if job else overrides) if not o.startswith("hydra")]
+
+
+def run_label(run_dir, overrides: list[str], job: bool) -> str:
+    """The run's trial id in HPARAMS: what tells it apart first, values before keys (TensorBoard's column
+    shows about 16 characters: `3 adagrad lr=0.01`), then its folder, which keeps it unique (runs of one
+    label would be merged into one row)."""
+    parts = []
+    for override in distinguishing_overrides(overrides, job):
+        key, _, value = override.lstrip("+~").partition("=")
+        parts.append(value if key in GROUPS else f"{key.rsplit('.', 1)[-1]}={value}")
+    folder = f"{run_dir.parent.name}/{run_dir.name}" if job else run_dir.name
+    if job:
+        parts.insert(0, run_dir.name.split("_", 1)[0])  # the job's number, as its folder starts
+    return f"{' '.join(parts)} · {folder}" if parts else folder
+
+
+def _summary(tag: str, data):
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import metadata
+
+    return Summary(value=[Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data))])
+
+
+def hparams_summaries(hparams: dict, group_name: str = "") -> list:
     """TensorBoard's session start and end records for `hparams`, booleans kept as booleans (torch's
-    `hparams()` writes them as numbers)."""
+    `hparams()` writes them as numbers); `group_name` is the trial id HPARAMS shows."""
     import time
 
-    from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.plugins.hparams import api_pb2, metadata
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
 
-    start = SessionStartInfo(start_time_secs=time.time())
+    start = SessionStartInfo(start_time_secs=time.time(), group_name=group_name)
     for key, value in hparams.items():
         if isinstance(value, bool):
             start.hparams[key].bool_value = value
@@ -109,9 +140,26 @@ def hparams_summaries(hparams: dict) -> list:
         else:
             start.hparams[key].string_value = str(value)
     end = SessionEndInfo(status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time())
-    return [Summary(value=[Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data))])
-            for tag, data in ((metadata.SESSION_START_INFO_TAG, HParamsPluginData(session_start_info=start)),
-                              (metadata.SESSION_END_INFO_TAG, HParamsPluginData(session_end_info=end)))]
+    return [_summary(metadata.SESSION_START_INFO_TAG, HParamsPluginData(session_start_info=start)),
+            _summary(metadata.SESSION_END_INFO_TAG, HParamsPluginData(session_end_info=end))]
+
+
+def experiment_summary(hparams: dict, metrics: list[str], distinguishing: set[str]):
+    """The HPARAMS columns: the run's hparams, those in `distinguishing` and their groups' keys first
+    (TensorBoard checks the first ones), and as metrics only `metrics` (best/…, test/…), not every scalar of
+    every epoch."""
+    from tensorboard.plugins.hparams import api_pb2, metadata
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    def kind(value):
+        return (api_pb2.DATA_TYPE_BOOL if isinstance(value, bool) else
+                api_pb2.DATA_TYPE_FLOAT64 if isinstance(value, (int, float)) else api_pb2.DATA_TYPE_STRING)
+
+    experiment = api_pb2.Experiment(
+        hparam_infos=[api_pb2.HParamInfo(name=k, type=kind(v), differs=k in distinguishing or k.split(".")[0] in distinguishing)
+                      for k, v in hparams.items()],  # a swept group's keys (optimizer.lr) differ with it
+        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in metrics])
+    return _summary(metadata.EXPERIMENT_TAG, HParamsPluginData(experiment=experiment))
 
 
 _KINDS = {"Conv1d": "conv", "Conv2d": "conv", "Linear": "fc", "BatchNorm1d": "bn", "BatchNorm2d": "bn",
@@ -265,7 +313,7 @@ class TensorBoardLogger(Callback):
                 self.writer.add_scalar(key, value, loop.epoch)
             if tested and loop.data.info.task == "classification":
                 self._add_confusion_matrix(loop)
-            self._add_hparams(loop)
+            self._add_hparams(loop, list(results))
         self.writer.close()
 
     # -- pictures --------------------------------------------------------------------------------------
@@ -315,8 +363,11 @@ class TensorBoardLogger(Callback):
         except Exception as e:  # some models do not trace; the graph is optional
             log.warning("TensorBoard: no model graph (%s: %s)", type(e).__name__, str(e).splitlines()[0][:120])
 
-    def _add_hparams(self, loop) -> None:
+    def _add_hparams(self, loop, metrics: list[str]) -> None:
         # into this run's own event file: the metrics are the scalars logged just above
-        choices, overrides = hydra_context(loop.run_dir)
-        for summary in hparams_summaries(run_hparams(loop.run_config, choices, overrides)):
+        choices, overrides, job = hydra_context(loop.run_dir)
+        hparams = run_hparams(loop.run_config, choices, overrides)
+        distinguishing = {o.lstrip("+~").split("=")[0] for o in distinguishing_overrides(overrides, job)}
+        for summary in [experiment_summary(hparams, metrics, distinguishing),
+                        *hparams_summaries(hparams, run_label(loop.run_dir, overrides, job))]:
             self.writer.file_writer.add_summary(summary)
