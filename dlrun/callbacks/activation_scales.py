@@ -1,4 +1,4 @@
-"""Per-layer signal scale at initialisation (the notes' vanishing and exploding signal), in summary.json.
+"""Per-layer signal scale at initialisation (the lecture notes' vanishing and exploding signal), in summary.json.
 
 Before the first step, one forward and backward pass over up to 512 training samples (eval mode, no update)
 records for every Linear/Conv layer the standard deviation of its output and the L2 norm of its weight

@@ -1,4 +1,4 @@
-"""Per-layer gradient norms (the notes' vanishing gradient): `grad_norm/<layer>` in each epoch's row.
+"""Per-layer gradient norms (the lecture notes' vanishing gradient): `grad_norm/<layer>` in each epoch's row.
 
 For every Linear/Conv layer, the L2 norm of its weight gradient at each optimizer step, averaged over the
 epoch's steps. With a deep sigmoid MLP the first layers' norms are orders of magnitude below the last

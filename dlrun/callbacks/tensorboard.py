@@ -1,4 +1,4 @@
-"""TensorBoard (the notes' third callback): what the notes draw, for the run being trained.
+"""TensorBoard (the lecture notes' third callback): what the notes draw, for the run being trained.
 
 Written into the run folder itself (so that `tensorboard --logdir` of a sweep names each run by its folder,
 i.e. by what differs, and `--logdir outputs` by its path), x axis = epoch:

@@ -1,4 +1,4 @@
-"""Rosenblatt's perceptron, trained by the notes' rule w_new = w_old + alpha (y - yhat) x inside the one loop.
+"""Rosenblatt's perceptron, trained by the lecture notes' rule w_new = w_old + alpha (y - yhat) x inside the one loop.
 
 The model is one linear unit z = w.x + b followed by a step: yhat = 1 if z > 0 else 0. The step passes
 gradients straight through (the notes derive the rule as if d yhat / dz = 1), and the criterion is

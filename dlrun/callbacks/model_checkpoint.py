@@ -1,4 +1,4 @@
-"""ModelCheckpoint (the notes' second callback): keep the run's state on disk.
+"""ModelCheckpoint (the lecture notes' second callback): keep the run's state on disk.
 
 Files, all in `<run>/checkpoints/` and all written atomically (dlrun.checkpoint.save):
 - `last.pt`  the resume point: every `every_n_epochs` epochs, at the last epoch (also one that
