@@ -85,6 +85,7 @@ def test_eval_mode_then_the_mode_it_was_in_even_after_an_error():
     assert not model.training
 
 
+@pytest.mark.slow
 def test_task_eval_passes_over_the_split_once(tmp_path, monkeypatch):
     from dlrun import evaluate
 
