@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import make_cfg  # noqa: E402  (the same compose helper the tests use)
 
-from dlrun.loop import evaluate  # noqa: E402
+from dlrun.loop import score  # noqa: E402
 from dlrun.tasks import build_loop  # noqa: E402
 
 
@@ -44,8 +44,8 @@ def bare_fit(model, data, lr: float, epochs: int, fused: bool) -> None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        evaluate(model, data.val, loss_fn, x.device, None, "val")
-    evaluate(model, data.test, loss_fn, x.device, None, "test")
+        score(model, data.val, loss_fn, x.device, None, "val")
+    score(model, data.test, loss_fn, x.device, None, "test")
 
 
 def main() -> None:

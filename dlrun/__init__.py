@@ -1,4 +1,9 @@
-"""dlrun: a command-line deep-learning experiment runner (Hydra configs, one plain PyTorch loop)."""
+"""dlrun: a command-line deep-learning experiment runner (Hydra configs, one plain PyTorch loop).
+
+"The notes" in comments and docstrings are the course's lecture notes (`notes/lecture-notes.txt`: the
+perceptron to ResNet, and callbacks), which dlrun implements; docs/lessons.md maps each of their concepts
+to its option and the test that checks it, and lists where dlrun's default differs from the notes' form.
+"""
 
 __version__ = "0.1.0"
 

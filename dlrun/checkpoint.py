@@ -68,7 +68,7 @@ def capture(loop) -> dict:
         "best": loop.best,
         "callbacks": {name: cb.state_dict() for name, cb in loop.callbacks.items()},
         "rng": _rng_state(),
-        "config": plain_config(loop.cfg),  # resolved, environment secrets replaced
+        "config": plain_config(loop.run_config),  # resolved, environment secrets replaced
         # what task=predict needs to rebuild the model and prepare inputs without loading the dataset
         "data_info": {**dataclasses.asdict(loop.data.info), "in_shape": list(loop.data.info.in_shape)},
         "data_stats": {"mean": loop.data.mean, "std": loop.data.std} if loop.data.mean is not None else None,

@@ -22,9 +22,9 @@ from rich.table import Table
 from dlrun import checkpoint
 from dlrun.console import show
 from dlrun.data import DataInfo, build_data
-from dlrun.device import autocast, autocast_dtype, select_device
+from dlrun.device import autocast, autocast_dtype, eval_mode, select_device
 from dlrun.errors import CheckpointError, ConfigError, DataError
-from dlrun.loop import evaluate
+from dlrun.loop import score
 from dlrun.metrics import predict_classes
 from dlrun.models import build_model_and_loss
 from dlrun.records import write_json
@@ -80,13 +80,13 @@ def _class_names(info: DataInfo, n_outputs: int) -> list[str]:
     return names if len(names) == n else [str(i) for i in range(n)]
 
 
-@torch.no_grad()
 def _forward(model, batches, device, amp_dtype) -> torch.Tensor:
     """The model's outputs over an iterable of input batches, as one float CPU tensor."""
     outs = []
-    for x in batches:
-        with autocast(device, amp_dtype):
-            outs.append(model(x.to(device)).float().cpu())
+    with eval_mode(model):
+        for x in batches:
+            with autocast(device, amp_dtype):
+                outs.append(model(x.to(device)).float().cpu())
     return torch.cat(outs)
 
 
@@ -164,17 +164,11 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> float | None:
     loader.augment = None  # the training split as it is, not augmented copies (val/test never are)
     model, loss_fn = _restore_model(stored, data.info, state, path, device)
 
-    # loss and accuracy by the very function the training run's test used, so the numbers agree
-    metrics = evaluate(model, loader, loss_fn, device, amp_dtype, split, data.info.target_std)
-    targets = []
-
-    def inputs():  # outputs and targets from the same pass: the train split comes shuffled
-        for x, y in loader:
-            targets.append(y.cpu())
-            yield x
-
-    outputs = _forward(model, inputs(), device, amp_dtype)
-    target = torch.cat(targets)
+    # loss and accuracy by the very function the training run's test used, so the numbers agree; the outputs
+    # and targets come from the same pass (the train split comes shuffled)
+    pairs = []
+    metrics = score(model, loader, loss_fn, device, amp_dtype, split, data.info.target_std, outputs=pairs)
+    outputs, target = torch.cat([o for o, _ in pairs]), torch.cat([t for _, t in pairs])
     result = {"checkpoint": str(path), "epoch": state.get("epoch"), "split": split, "samples": len(target),
               "task": data.info.task, "metrics": metrics}
 

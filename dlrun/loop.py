@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from dlrun import distributed
 from dlrun.callbacks.base import order_callbacks
-from dlrun.device import autocast, grad_scaler
+from dlrun.config import TrainerConfig
+from dlrun.device import autocast, eval_mode, grad_scaler
 from dlrun.errors import DlrunError
 from dlrun.metrics import ConfusionCounts, EpochMetrics, improved, mode_for
 from dlrun.records import MetricsLog, RunWriteError, write_json
@@ -40,37 +40,43 @@ class NonFiniteLossError(DlrunError):
         )
 
 
-@torch.no_grad()
-def evaluate(model, loader, loss_fn, device, amp_dtype, prefix: str, target_std=None, tta: str = "none",
-             confusion: ConfusionCounts | None = None) -> dict[str, float]:
+def score(model, loader, loss_fn, device, amp_dtype, prefix: str, target_std=None, tta: str = "none",
+          confusion: ConfusionCounts | None = None, outputs: list | None = None) -> dict[str, float]:
     """Loss and accuracy (regression: MAE and RMSE in the targets' units) of `model` over a loader, in eval mode;
-    `tta`: see dlrun/tta.py; `confusion` also counts the predictions per class in the same pass."""
-    was_training = model.training
-    model.eval()
+    `tta`: see dlrun/tta.py. In the same pass, `confusion` counts the predictions per class and `outputs`
+    collects (output, target) CPU tensor pairs per batch."""
     acc = EpochMetrics(device, target_std)
-    for x, y in loader:
-        with autocast(device, amp_dtype):
-            out = tta_forward(model, x, tta)
-            loss = loss_fn(out, y)
-        acc.update(loss.float(), out, y)
-        if confusion is not None:
-            confusion.update(out, y)
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in loader:
+            with autocast(device, amp_dtype):
+                out = tta_forward(model, x, tta)
+                loss = loss_fn(out, y)
+            acc.update(loss.float(), out, y)
+            if confusion is not None:
+                confusion.update(out, y)
+            if outputs is not None:
+                outputs.append((out.float().cpu(), y.cpu()))
     return acc.compute(prefix)
 
 
 class Loop:
-    """State of one run that callbacks read: model, optimizer, epoch (completed), step, history, best."""
+    """State of one run that callbacks read: model, optimizer, epoch (completed), step, history, best, and the
+    settings they need (max_epochs, batches_per_epoch, gradient_scale).
 
-    def __init__(self, *, cfg, run_dir: Path, model, loss_fn, optimizer, scheduler, data, device, amp_dtype,
-                 callbacks: dict, penalty=None):
-        self.cfg, self.run_dir = cfg, Path(run_dir)
+    `settings`: the typed trainer group (dlrun.config.TrainerConfig); `monitor`: the metric that picks the best
+    epoch; `tta`: validation and test predictions (dlrun/tta.py); `run_config`: the run's whole config, kept
+    only to be recorded (checkpoints store it, TensorBoard shows its hparams): the loop reads none of it.
+    """
+
+    def __init__(self, *, settings: TrainerConfig, monitor: str, run_dir: Path, model, loss_fn, optimizer, scheduler,
+                 data, device, amp_dtype, callbacks: dict, penalty=None, tta: str = "none", run_config=None):
+        self.settings, self.run_config, self.run_dir = settings, run_config, Path(run_dir)
         self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
         self.data, self.device, self.amp_dtype = data, device, amp_dtype
         self.callbacks = order_callbacks(callbacks)
         self.penalty = penalty  # regularization: () -> weight penalty added to the training loss, or None
         self.scaler = grad_scaler(device, amp_dtype)
-        self.monitor = cfg.monitor
+        self.monitor = monitor
         self.monitor_mode = mode_for(self.monitor)
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
@@ -82,8 +88,21 @@ class Loop:
         self.resumed_from: str | None = None
         self.test_confusion = None  # counts[true, predicted] of the test split (classification), for the figure
         self.is_main = distributed.is_main()
-        self.tta = OmegaConf.select(cfg, "eval.tta", default="none")  # validation and test predictions
+        self.tta = tta
         check_tta(self.tta, data.info.in_shape)
+        self.batches_per_epoch = min(len(data.train), settings.limit_train_batches or len(data.train))
+
+    @property
+    def max_epochs(self) -> int:
+        return self.settings.max_epochs
+
+    @property
+    def gradient_scale(self) -> float:
+        """What the gradients in `p.grad` are multiplied by at on_before_optimizer_step: AMP's loss scale
+        (fp16), except when clipping has already unscaled them; 1.0 otherwise."""
+        if self.scaler.is_enabled() and not self.settings.gradient_clip_val > 0:
+            return self.scaler.get_scale()
+        return 1.0
 
     # -- callbacks ---------------------------------------------------------------------------------
     def request_stop(self, reason: str = "stopped_early") -> None:
@@ -106,12 +125,11 @@ class Loop:
     # -- one epoch -----------------------------------------------------------------------------------
     def train_epoch(self) -> bool:
         """Train over the epoch's remaining batches; False when interrupted mid-epoch."""
-        t = self.cfg.trainer
         model, opt, loader = self.model, self.optimizer, self.data.train
         model.train()
         loader.set_epoch(self.epoch)
-        accumulate, clip = t.accumulate_grad_batches, t.gradient_clip_val  # read once: config access costs ~20 us
-        n_batches = min(len(loader), t.limit_train_batches or len(loader))
+        accumulate, clip = self.settings.accumulate_grad_batches, self.settings.gradient_clip_val
+        n_batches = self.batches_per_epoch
         for i, (x, y) in enumerate(loader.batches(start=self.batch_in_epoch), start=self.batch_in_epoch):
             with autocast(self.device, self.amp_dtype):
                 out = model(x)
@@ -147,8 +165,8 @@ class Loop:
         local = self.train_sums.count
         trained = (local - samples_before) * self.train_sums.global_count / max(local, 1)  # all ranks, this session
         if self.data.val is not None:
-            row.update(evaluate(self.model, self.data.val, self.loss_fn, self.device, self.amp_dtype, "val",
-                                self.data.info.target_std, self.tta))
+            row.update(score(self.model, self.data.val, self.loss_fn, self.device, self.amp_dtype, "val",
+                             self.data.info.target_std, self.tta))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["samples_per_s"] = trained / max(train_time, 1e-9)
         self.train_sums = EpochMetrics(self.device, self.data.info.target_std)
@@ -160,7 +178,6 @@ class Loop:
 
     # -- the whole run -------------------------------------------------------------------------------
     def fit(self) -> dict:
-        max_epochs = self.cfg.trainer.max_epochs
         metrics_log = None
         if self.is_main:  # under DDP only rank 0 writes files
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +187,7 @@ class Loop:
         try:
             with _stop_on_signals(self):
                 self._call("on_fit_start")
-                while self.epoch < max_epochs and self.stop_reason is None:
+                while self.epoch < self.max_epochs and self.stop_reason is None:
                     if self.batch_in_epoch == 0:
                         self._call("on_epoch_start")
                     t0, samples_before = time.perf_counter(), self.train_sums.count
@@ -190,8 +207,8 @@ class Loop:
                     self._call("on_train_end")
                     counts = ConfusionCounts(self.data.info.num_classes, self.device) \
                         if self.data.info.task == "classification" else None
-                    test = evaluate(self.model, self.data.test, self.loss_fn, self.device, self.amp_dtype, "test",
-                                    self.data.info.target_std, self.tta, confusion=counts)
+                    test = score(self.model, self.data.test, self.loss_fn, self.device, self.amp_dtype, "test",
+                                 self.data.info.target_std, self.tta, confusion=counts)
                     self.test_confusion = counts.compute() if counts is not None else None
             status = {"interrupted": "interrupted", "stopped_early": "stopped_early"}.get(self.stop_reason, "completed")
             if self.stop_reason == "pruned":  # a search trial its pruner stopped (dlrun/search/trial.py)

@@ -12,7 +12,7 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def print_run_summary(summary: dict, extra: dict | None = None) -> None:
+def print_run_end(summary: dict, extra: dict | None = None) -> None:
     table = Table(title="dlrun summary", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()

@@ -12,7 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config import validate
 from dlrun.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, DlrunError
@@ -44,7 +44,7 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     from dlrun.callbacks.base import build_callbacks
     from dlrun.callbacks.progress import make_progress
     from dlrun.callbacks.unfreeze import Unfreeze
-    from dlrun.config import build
+    from dlrun.config import TrainerConfig, build
     from dlrun.data import build_data
     from dlrun.device import autocast_dtype, select_device, use_channels_last
     from dlrun.loop import Loop
@@ -101,7 +101,9 @@ def build_loop(cfg: DictConfig, run_dir: Path):
         callbacks["optuna_trial"] = trial
     if not distributed.is_main():
         callbacks = distributed.quiet_rank(callbacks)
-    return Loop(cfg=cfg, run_dir=run_dir, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
+    settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainerConfig), t))  # plain attributes
+    return Loop(settings=settings, monitor=cfg.monitor, tta=OmegaConf.select(cfg, "eval.tta", default="none"),
+                run_config=cfg, run_dir=run_dir, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
                 data=data, device=device, amp_dtype=amp_dtype, callbacks=callbacks, penalty=penalty)
 
 
@@ -120,7 +122,7 @@ def train(cfg: DictConfig, run_dir: Path):
 
 def _train(cfg: DictConfig, run_dir: Path):
     from dlrun import checkpoint, distributed, sweep
-    from dlrun.report import print_run_summary
+    from dlrun.report import print_run_end
 
     resume_path = cfg.ckpt_path
     if sweep.in_multirun() and not resume_path:  # the same sweep run again: skip, resume or retry the job
@@ -170,7 +172,7 @@ def _train(cfg: DictConfig, run_dir: Path):
             write_run_figures(run_dir, loop.test_confusion, loop.data.info.class_names)
     distributed.leave()  # DDP: leave the group cleanly (a gloo group left open can abort the exit)
     if distributed.is_main():
-        print_run_summary(summary)
+        print_run_end(summary)
     if summary["status"] == "interrupted":
         raise SystemExit(EXIT_INTERRUPTED)
     return _objective(cfg, summary)
@@ -183,7 +185,7 @@ def _continue_run(cfg: DictConfig, run_dir: Path, path: Path, state: dict) -> tu
     unless more epochs are asked for, and then its first summary is kept (summary.prev-N.json).
     """
     from dlrun import distributed, resume
-    from dlrun.report import print_run_summary
+    from dlrun.report import print_run_end
 
     saved = resume.saved_run(path, state)
     taken = {}
@@ -202,7 +204,7 @@ def _continue_run(cfg: DictConfig, run_dir: Path, path: Path, state: dict) -> tu
             if distributed.is_main():
                 log.info("%s already %s after %d epochs: nothing to do (trainer.max_epochs=N with N > %d trains it "
                          "further)", run_dir, finished["status"], state["epoch"], state["epoch"])
-                print_run_summary(finished)
+                print_run_end(finished)
             return cfg, finished
     if distributed.is_main():
         if finished is not None:
@@ -239,7 +241,7 @@ def _objective(cfg: DictConfig, summary: dict) -> float:
 # task name -> "module:function"; imported only when chosen, so each task lives in its own module
 TASKS = {
     "train": "dlrun.tasks:train",
-    "summary": "dlrun.summary:run",
+    "summary": "dlrun.model_summary:run",
     "eval": "dlrun.evaluate:run_eval",
     "predict": "dlrun.evaluate:run_predict",
     "landscape": "dlrun.landscape:run",

@@ -1,4 +1,4 @@
-"""Transfer learning as in the notes: reuse a trained network, freeze its early layers, replace the head, fine-tune.
+"""Transfer learning as in the lecture notes: reuse a trained network, freeze its early layers, replace the head, fine-tune.
 
 - `model.pretrained=PATH` (a dlrun checkpoint or a plain state_dict file) or `model.pretrained=torchvision:ENUM.NAME`
   (a torchvision weights enum, read from the local torch hub cache only): tensors whose names and shapes match

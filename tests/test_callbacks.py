@@ -9,7 +9,7 @@ import pytest
 
 from conftest import read_summary, run_dlrun
 from dlrun.callbacks.base import Callback, build_callbacks
-from dlrun.callbacks.checkpoint import ModelCheckpoint
+from dlrun.callbacks.model_checkpoint import ModelCheckpoint
 from dlrun.callbacks.progress import PlainProgress, RichProgress, make_progress
 from dlrun.errors import ConfigError
 from dlrun.tasks import build_loop

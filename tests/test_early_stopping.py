@@ -10,7 +10,7 @@ from conftest import loop_with_metric
 from dlrun import checkpoint
 from dlrun.callbacks.early_stopping import EarlyStopping
 from dlrun.errors import ConfigError
-from dlrun.loop import evaluate
+from dlrun.loop import score
 from dlrun.tasks import build_loop
 
 
@@ -106,7 +106,7 @@ def test_stopping_early_is_in_the_summary_and_restores_the_best_epoch(tiny_cfg, 
 
     assert same_weights(loop.model, script.weights[2]) and not same_weights(loop.model, script.weights[4])
     # the test split was evaluated with the restored weights
-    test = evaluate(loop.model, loop.data.test, loop.loss_fn, loop.device, loop.amp_dtype, "test")
+    test = score(loop.model, loop.data.test, loop.loss_fn, loop.device, loop.amp_dtype, "test")
     assert summary["test"] == test
     # last.pt is the resume point: the weights of the last epoch trained, not the restored ones
     last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
@@ -120,7 +120,7 @@ def test_best_weights_are_restored_when_training_runs_to_the_end(tiny_cfg, tmp_p
     assert summary["status"] == "completed" and "stopped_epoch" not in summary
     assert summary["early_stopping"]["restored_best_weights"] and summary["early_stopping"]["best_epoch"] == 2
     assert same_weights(loop.model, script.weights[2])
-    assert summary["test"] == evaluate(loop.model, loop.data.test, loop.loss_fn, loop.device, loop.amp_dtype, "test")
+    assert summary["test"] == score(loop.model, loop.data.test, loop.loss_fn, loop.device, loop.amp_dtype, "test")
 
 
 @pytest.mark.slow

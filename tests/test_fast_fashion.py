@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dlrun.errors import ConfigError
-from dlrun.loop import evaluate
+from dlrun.loop import score
 from dlrun.data.loader import TensorLoader
 from dlrun.models.convnet import ConvNet
 from dlrun.tasks import build_loop
@@ -36,8 +36,8 @@ def test_tta_flip_averages_an_image_with_its_mirror():
     x[2:, ..., 2:] = 1.0  # bright on the right: class 1
     loader = TensorLoader(x, torch.tensor([0, 0, 1, 1]), batch_size=4)
     loss_fn = torch.nn.CrossEntropyLoss()
-    plain = evaluate(LeftMinusRight(), loader, loss_fn, torch.device("cpu"), None, "val")
-    flipped = evaluate(LeftMinusRight(), loader, loss_fn, torch.device("cpu"), None, "val", tta="flip")
+    plain = score(LeftMinusRight(), loader, loss_fn, torch.device("cpu"), None, "val")
+    flipped = score(LeftMinusRight(), loader, loss_fn, torch.device("cpu"), None, "val", tta="flip")
     assert plain["val/acc"] == 1.0
     assert flipped["val/loss"] == pytest.approx(torch.log(torch.tensor(2.0)).item())  # mirror cancels: 50/50
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from dlrun.callbacks.progress import clock, epoch_line, fit_parts
 from dlrun.tasks import build_loop
 
-LOOP = SimpleNamespace(cfg=SimpleNamespace(trainer=SimpleNamespace(max_epochs=10)))
+LOOP = SimpleNamespace(max_epochs=10)
 METRICS = {"epoch": 3, "step": 1407, "train/loss": 0.43211, "train/acc": 0.85123, "val/loss": 0.45678,
            "val/acc": 0.84, "lr": 0.001, "samples_per_s": 6007.3, "time_s": 0.81}
 

@@ -56,8 +56,8 @@ def write_hydra_yaml(run_dir, overrides):
 def test_hparams_hold_the_choices_tuned_and_overridden_keys_and_the_real_final_metrics(lenet_run):
     run_dir, summary, acc = lenet_run
     content = acc.PluginTagToContent("hparams")
-    # no experiment summary: TensorBoard works out the columns and puts the ones that differ first
-    assert set(content) == {"_hparams_/session_start_info", "_hparams_/session_end_info"}
+    # the run's experiment record (its columns and its only metrics, see the test below), its session
+    assert set(content) == {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"}
     hp = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
     # the group choices, not only what they set (gd and sgd both set torch.optim.SGD)
     assert hp["optimizer"].string_value == "gd" and hp["model"].string_value == "lenet"
@@ -136,3 +136,40 @@ def test_an_interrupted_run_writes_no_hparams(tiny_cfg, tmp_path):
     assert not acc.Tags()["scalars"]  # no epoch finished
     with pytest.raises(KeyError):
         acc.PluginTagToContent("hparams")
+
+
+def test_hparams_metrics_are_only_best_and_test_and_the_overridden_keys_come_first(lenet_run):
+    from tensorboard.plugins.hparams import api_pb2
+
+    run_dir, summary, acc = lenet_run
+    content = acc.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} == {"test/loss", "test/acc", "best/val/acc"}
+    assert len(acc.Tags()["scalars"]) > 3  # the epochs' scalars are there, not among the metrics
+    infos = {h.name: h for h in experiment.hparam_infos}
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert set(infos) == set(start.hparams)
+    # a single run: its command-line overrides tell it apart (TensorBoard lists and checks them first)
+    assert infos["optimizer"].differs and infos["optimizer.lr"].differs and infos["data.shape"].differs
+    assert not infos["model"].differs and not infos["seed"].differs
+    assert infos["callbacks.tensorboard.log_graph"].type == api_pb2.DATA_TYPE_BOOL
+    assert infos["optimizer.lr"].type == api_pb2.DATA_TYPE_FLOAT64 and infos["model"].type == api_pb2.DATA_TYPE_STRING
+    # the trial id says what was chosen first, then the folder (`--logdir <run folder>` would show `.`)
+    assert start.group_name.startswith("synthetic size=256 shape=[1,16,16]")
+    assert start.group_name.endswith(f" · {run_dir.name}") and " gd lr=0.003 " in start.group_name
+
+
+def test_a_sweep_jobs_trial_id_starts_with_its_number_and_swept_values(tmp_path, monkeypatch):
+    import json
+
+    from dlrun.callbacks.tensorboard import run_label
+    from dlrun.sweep import SHARED_ENV
+
+    monkeypatch.setenv(SHARED_ENV, json.dumps(["data=digits", "trainer.max_epochs=2"]))
+    jobs = [tmp_path / "sweep" / f"{i}_optimizer-{o}" for i, o in enumerate(("gd", "sgd", "adam", "adagrad"))]
+    labels = [run_label(d, ["data=digits", f"optimizer={d.name.split('-')[1]}", "optimizer.lr=0.01",
+                            "trainer.max_epochs=2"], job=True) for d in jobs]
+    assert labels[3] == "3 adagrad lr=0.01 · sweep/3_optimizer-adagrad"
+    # told apart within TensorBoard's ~16 visible characters
+    assert len({label[:16] for label in labels}) == 4
+    assert run_label(tmp_path / "2026-11-30_12-00-00-1-ab", [], job=False) == "2026-11-30_12-00-00-1-ab"

@@ -84,7 +84,7 @@ def test_frozen_parameters_stay_bit_exact_and_get_no_optimizer_state(tmp_path):
 
 
 def test_freeze_n_leading_layers_and_the_summary_marks_them():
-    from dlrun.summary import summarize
+    from dlrun.model_summary import summarize
 
     cfg = make_cfg("model=lenet", "model.freeze=2")
     model = build_model(cfg.model, DataInfo(GREY, 4, list("abcd")))

@@ -7,7 +7,7 @@ from dlrun.callbacks.base import Callback
 
 _LAZY = {
     "EarlyStopping": "dlrun.callbacks.early_stopping",
-    "ModelCheckpoint": "dlrun.callbacks.checkpoint",
+    "ModelCheckpoint": "dlrun.callbacks.model_checkpoint",
     "TensorBoardLogger": "dlrun.callbacks.tensorboard",
 }
 

@@ -1,4 +1,4 @@
-"""Per-layer signal scale at initialisation (the notes' vanishing and exploding signal), in summary.json.
+"""Per-layer signal scale at initialisation (the lecture notes' vanishing and exploding signal), in summary.json.
 
 Before the first step, one forward and backward pass over up to 512 training samples (eval mode, no update)
 records for every Linear/Conv layer the standard deviation of its output and the L2 norm of its weight
@@ -12,6 +12,7 @@ import torch
 
 from dlrun.callbacks.base import Callback
 from dlrun.checkpoint import unwrap
+from dlrun.device import eval_mode
 from dlrun.nn.initializers import weight_layers
 
 
@@ -29,16 +30,13 @@ class ActivationScales(Callback):
         x, y = loop.data.train.x[: self.samples], loop.data.train.y[: self.samples]
         outputs = []
         hooks = [m.register_forward_hook(lambda m, args, out: outputs.append(out)) for m in layers]
-        was_training = model.training
-        model.eval()
         try:
-            with torch.enable_grad():
+            with eval_mode(model), torch.enable_grad():
                 loss = loop.loss_fn(model(x), y)
                 grads = torch.autograd.grad(loss, [m.weight for m in layers], allow_unused=True)
         finally:
             for h in hooks:
                 h.remove()
-            model.train(was_training)
         self.scales = {
             "layers": [names[m] for m in layers],
             "activation_std": [o.detach().float().std().item() for o in outputs],

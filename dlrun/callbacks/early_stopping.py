@@ -1,4 +1,4 @@
-"""EarlyStopping (the notes' first callback): stop when the monitored metric stops improving.
+"""EarlyStopping (the lecture notes' first callback): stop when the monitored metric stops improving.
 
 Semantics follow Keras' EarlyStopping and Lightning's thresholds:
 - an epoch *improves* when the value beats the best so far by more than `min_delta`

@@ -1,4 +1,4 @@
-"""Per-layer gradient norms (the notes' vanishing gradient): `grad_norm/<layer>` in each epoch's row.
+"""Per-layer gradient norms (the lecture notes' vanishing gradient): `grad_norm/<layer>` in each epoch's row.
 
 For every Linear/Conv layer, the L2 norm of its weight gradient at each optimizer step, averaged over the
 epoch's steps. With a deep sigmoid MLP the first layers' norms are orders of magnitude below the last
@@ -40,10 +40,7 @@ class GradientNorms(Callback):
             return
         norms = torch.stack([m.weight.grad.detach().float().norm() if m.weight.grad is not None  # frozen: 0
                              else torch.zeros((), device=m.weight.device) for _, m in self._layers])
-        # with AMP and no clipping the gradients are still multiplied by the loss scale
-        t = loop.cfg.trainer
-        if loop.scaler.is_enabled() and not t.gradient_clip_val > 0:
-            norms = norms / loop.scaler.get_scale()
+        norms = norms / loop.gradient_scale  # AMP's loss scale, when still in the gradients
         self._sums = norms if self._sums is None else self._sums + norms
         self._steps += 1
 

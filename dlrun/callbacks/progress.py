@@ -44,7 +44,7 @@ def _metric_part(key: str, value: float) -> tuple[str, str, int]:
 
 
 def epoch_parts(loop, metrics: dict, elapsed: float | None = None, eta: float | None = None) -> list:
-    parts = [(f"epoch {metrics['epoch']}/{loop.cfg.trainer.max_epochs}",) * 2 + (0,)]
+    parts = [(f"epoch {metrics['epoch']}/{loop.max_epochs}",) * 2 + (0,)]
     parts += [_metric_part(k, v) for k, v in metrics.items() if "/" in k and isinstance(v, (int, float))]
     parts += [(f"lr={metrics['lr']:.3g}", f"lr={metrics['lr']:.3g}", 7),
               (f"{metrics['samples_per_s']:,.0f} samples/s", f"{metrics['samples_per_s']:,.0f}/s", 6),
@@ -80,7 +80,7 @@ class PlainProgress(Callback):
     def eta(self, loop, fraction_of_epoch: float, now: float) -> float | None:
         """Seconds to the end of the run: the mean epoch (validation included) times the epochs left; in the
         first epoch, from the training speed so far."""
-        left = loop.cfg.trainer.max_epochs - loop.epoch - fraction_of_epoch
+        left = loop.max_epochs - loop.epoch - fraction_of_epoch
         if self._epochs_done:
             return left * self._time_in_epochs / self._epochs_done
         if fraction_of_epoch > 0 and self._epoch_started is not None:
@@ -132,14 +132,10 @@ class RichProgress(PlainProgress):
         if loop.batch_in_epoch:  # resumed mid-epoch: the loop does not call on_epoch_start for this epoch
             self.on_epoch_start(loop)
 
-    def _total(self, loop) -> int:
-        total = len(loop.data.train)
-        return min(total, loop.cfg.trainer.limit_train_batches) if loop.cfg.trainer.limit_train_batches else total
-
     def _draw(self, loop, done: int, loss: str, rate: str, now: float) -> None:
         """Fit the text after the bar to the terminal, then give the bar what is left."""
-        total = self._total(loop)
-        epoch = f"epoch {loop.epoch + 1}/{loop.cfg.trainer.max_epochs}"
+        total = loop.batches_per_epoch
+        epoch = f"epoch {loop.epoch + 1}/{loop.max_epochs}"
         eta = self.eta(loop, done / total if total else 0.0, now)
         parts = [(f"{done}/{total}",) * 2 + (1,), (f"loss {loss}",) * 2 + (3,)]
         if rate:
@@ -156,7 +152,7 @@ class RichProgress(PlainProgress):
         super().on_epoch_start(loop)
         if self.task is not None:
             self.progress.remove_task(self.task)
-        self.task = self.progress.add_task("", total=self._total(loop), completed=loop.batch_in_epoch, epoch="",
+        self.task = self.progress.add_task("", total=loop.batches_per_epoch, completed=loop.batch_in_epoch, epoch="",
                                            after="")
         self._draw(loop, loop.batch_in_epoch, "-", "", self._epoch_started)
 

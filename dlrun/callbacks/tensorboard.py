@@ -1,13 +1,14 @@
-"""TensorBoard (the notes' third callback): what the notes draw, for the run being trained.
+"""TensorBoard (the lecture notes' third callback): what the notes draw, for the run being trained.
 
 Written into the run folder itself (so that `tensorboard --logdir` of a sweep names each run by its folder,
 i.e. by what differs, and `--logdir outputs` by its path), x axis = epoch:
 - SCALARS   every numeric metric of each epoch (train/…, val/…, lr, samples_per_s, time_s), and at the
             end test/… and best/<monitor>;
 - HPARAMS   the group choices (model=lenet, optimizer=gd, ...), the keys a user tunes and every key
-            overridden on the command line, with the run's real final metrics (test/…, best/…); no
-            experiment summary, so TensorBoard works out which hparams differ and shows those first;
-            written only by a run that reached its test (never a placeholder);
+            overridden on the command line, with the run's real final metrics (test/…, best/…) as the
+            only metrics (each run's experiment record: its columns, the swept keys first); the trial
+            id says what tells the run apart (`3 adagrad · <sweep>/3_optimizer-adagrad`); written only
+            by a run that reached its test (never a placeholder);
 - HISTOGRAMS weights/<layer>.<param> and grads/<layer>.<param> (the last optimizer step of the epoch), every
             `histograms_every_n_epochs` epochs (and the first);
 - IMAGES    every `images_every_n_epochs` epochs (and the first): inputs/train (the first batch as
@@ -35,6 +36,7 @@ from dlrun.config import plain_config
 
 from dlrun.callbacks.base import Callback
 from dlrun.checkpoint import unwrap
+from dlrun.device import eval_mode
 from dlrun.errors import ConfigError
 
 log = logging.getLogger("dlrun")
@@ -73,33 +75,63 @@ def run_hparams(cfg, choices: dict, overrides: list[str]) -> dict:
     return hp
 
 
-def hydra_context(run_dir) -> tuple[dict, list[str]]:
-    """(group choices, command-line overrides) of the run: from Hydra when it runs this process, else from
-    the run folder's .hydra/hydra.yaml; empty without either (a loop built in Python)."""
+def hydra_context(run_dir) -> tuple[dict, list[str], bool]:
+    """(group choices, command-line overrides, whether it is a sweep's job) of the run: from Hydra when it runs
+    this process, else from the run folder's .hydra/hydra.yaml; empty without either (a loop built in Python)."""
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
+        from dlrun.sweep import in_multirun
+
         hc = HydraConfig.get()
-        return dict(hc.runtime.choices), list(hc.overrides.task)
+        return dict(hc.runtime.choices), list(hc.overrides.task), in_multirun()
     path = run_dir / ".hydra" / "hydra.yaml"
     if path.is_file():
         import yaml
 
         hc = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
-        return dict(hc.get("runtime", {}).get("choices") or {}), list(hc.get("overrides", {}).get("task") or [])
-    return {}, []
+        return (dict(hc.get("runtime", {}).get("choices") or {}), list(hc.get("overrides", {}).get("task") or []),
+                hc.get("mode") == "MULTIRUN")
+    return {}, [], False
 
 
-def hparams_summaries(hparams: dict) -> list:
+def distinguishing_overrides(overrides: list[str], job: bool) -> list[str]:
+    """What tells the run from others: a sweep job's swept overrides (not those all its jobs share), else all."""
+    from dlrun.sweep import swept_overrides
+
+    return [o for o in (swept_overrides(overrides) if job else overrides) if not o.startswith("hydra")]
+
+
+def run_label(run_dir, overrides: list[str], job: bool) -> str:
+    """The run's trial id in HPARAMS: what tells it apart first, values before keys (TensorBoard's column
+    shows about 16 characters: `3 adagrad lr=0.01`), then its folder, which keeps it unique (runs of one
+    label would be merged into one row)."""
+    parts = []
+    for override in distinguishing_overrides(overrides, job):
+        key, _, value = override.lstrip("+~").partition("=")
+        parts.append(value if key in GROUPS else f"{key.rsplit('.', 1)[-1]}={value}")
+    folder = f"{run_dir.parent.name}/{run_dir.name}" if job else run_dir.name
+    if job:
+        parts.insert(0, run_dir.name.split("_", 1)[0])  # the job's number, as its folder starts
+    return f"{' '.join(parts)} · {folder}" if parts else folder
+
+
+def _summary(tag: str, data):
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import metadata
+
+    return Summary(value=[Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data))])
+
+
+def hparams_summaries(hparams: dict, group_name: str = "") -> list:
     """TensorBoard's session start and end records for `hparams`, booleans kept as booleans (torch's
-    `hparams()` writes them as numbers)."""
+    `hparams()` writes them as numbers); `group_name` is the trial id HPARAMS shows."""
     import time
 
-    from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.plugins.hparams import api_pb2, metadata
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
 
-    start = SessionStartInfo(start_time_secs=time.time())
+    start = SessionStartInfo(start_time_secs=time.time(), group_name=group_name)
     for key, value in hparams.items():
         if isinstance(value, bool):
             start.hparams[key].bool_value = value
@@ -108,9 +140,26 @@ def hparams_summaries(hparams: dict) -> list:
         else:
             start.hparams[key].string_value = str(value)
     end = SessionEndInfo(status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time())
-    return [Summary(value=[Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data))])
-            for tag, data in ((metadata.SESSION_START_INFO_TAG, HParamsPluginData(session_start_info=start)),
-                              (metadata.SESSION_END_INFO_TAG, HParamsPluginData(session_end_info=end)))]
+    return [_summary(metadata.SESSION_START_INFO_TAG, HParamsPluginData(session_start_info=start)),
+            _summary(metadata.SESSION_END_INFO_TAG, HParamsPluginData(session_end_info=end))]
+
+
+def experiment_summary(hparams: dict, metrics: list[str], distinguishing: set[str]):
+    """The HPARAMS columns: the run's hparams, those in `distinguishing` and their groups' keys first
+    (TensorBoard checks the first ones), and as metrics only `metrics` (best/…, test/…), not every scalar of
+    every epoch."""
+    from tensorboard.plugins.hparams import api_pb2, metadata
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    def kind(value):
+        return (api_pb2.DATA_TYPE_BOOL if isinstance(value, bool) else
+                api_pb2.DATA_TYPE_FLOAT64 if isinstance(value, (int, float)) else api_pb2.DATA_TYPE_STRING)
+
+    experiment = api_pb2.Experiment(
+        hparam_infos=[api_pb2.HParamInfo(name=k, type=kind(v), differs=k in distinguishing or k.split(".")[0] in distinguishing)
+                      for k, v in hparams.items()],  # a swept group's keys (optimizer.lr) differ with it
+        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in metrics])
+    return _summary(metadata.EXPERIMENT_TAG, HParamsPluginData(experiment=experiment))
 
 
 _KINDS = {"Conv1d": "conv", "Conv2d": "conv", "Linear": "fc", "BatchNorm1d": "bn", "BatchNorm2d": "bn",
@@ -222,18 +271,14 @@ class TensorBoardLogger(Callback):
         """The batch of the epoch's last optimizer step if gradient histograms are due in this epoch, else
         None; worked out once per epoch, because this runs before every step."""
         if self._hist_epoch != loop.epoch:
-            t = loop.cfg.trainer
-            n_batches = min(len(loop.data.train), t.limit_train_batches or len(loop.data.train))
             self._hist_epoch = loop.epoch
-            self._hist_batch = n_batches - 1 if self._due(self.histograms_every, loop.epoch + 1) else None
+            self._hist_batch = loop.batches_per_epoch - 1 if self._due(self.histograms_every, loop.epoch + 1) else None
         return self._hist_batch
 
     def on_before_optimizer_step(self, loop) -> None:
         if loop.batch_in_epoch != self._gradient_histogram_batch(loop):
             return
-        epoch, t = loop.epoch + 1, loop.cfg.trainer
-        # with AMP and no clipping the gradients are still multiplied by the loss scale
-        scale = loop.scaler.get_scale() if loop.scaler.is_enabled() and not t.gradient_clip_val > 0 else 1.0
+        epoch, scale = loop.epoch + 1, loop.gradient_scale
         for name, p in unwrap(loop.model).named_parameters():
             if p.grad is not None:
                 self.writer.add_histogram(f"grads/{param_tag(name, self._layers)}", p.grad.detach().float().cpu() / scale, epoch)
@@ -268,7 +313,7 @@ class TensorBoardLogger(Callback):
                 self.writer.add_scalar(key, value, loop.epoch)
             if tested and loop.data.info.task == "classification":
                 self._add_confusion_matrix(loop)
-            self._add_hparams(loop)
+            self._add_hparams(loop, list(results))
         self.writer.close()
 
     # -- pictures --------------------------------------------------------------------------------------
@@ -290,13 +335,10 @@ class TensorBoardLogger(Callback):
         maps, handles = {}, []  # filled in execution order
         for n, m in convs:
             handles.append(m.register_forward_hook(lambda mod, args, out, n=n: maps.__setitem__(n, out)))
-        was_training = model.training
-        model.eval()
         try:
-            with torch.no_grad():
+            with eval_mode(model):
                 model(x)
         finally:
-            model.train(was_training)
             for h in handles:
                 h.remove()
         self.writer.add_image("feature_maps/input", _grid(x), epoch)
@@ -304,43 +346,28 @@ class TensorBoardLogger(Callback):
             fm = out[0, : self.max_channels].unsqueeze(1)  # one tile per channel
             self.writer.add_image(f"feature_maps/{self._layers.get(n, n)}", _grid(fm), epoch)
 
-    @torch.no_grad()
     def _add_confusion_matrix(self, loop) -> None:
-        from dlrun.device import autocast
-        from dlrun.metrics import predict_classes
-        from dlrun.plots import confusion_matrix, confusion_matrix_figure
+        """From the counts the loop kept while it evaluated the test split (no second pass)."""
+        from dlrun.plots import confusion_matrix_figure
 
-        model = loop.model
-        was_training = model.training
-        model.eval()
-        preds, targets = [], []
-        for x, y in loop.data.test:
-            with autocast(loop.device, loop.amp_dtype):
-                out = model(x)
-            preds.append(predict_classes(out).cpu())
-            targets.append(y.view(-1).long().cpu())
-        model.train(was_training)
-        pred, target = torch.cat(preds).numpy(), torch.cat(targets).numpy()
-        n = max(loop.data.info.num_classes, 2, int(max(pred.max(initial=0), target.max(initial=0))) + 1)
-        fig = confusion_matrix_figure(confusion_matrix(pred, target, n), loop.data.info.class_names,
+        fig = confusion_matrix_figure(loop.test_confusion, loop.data.info.class_names,
                                       title=f"test split, epoch {loop.epoch}")
         self.writer.add_figure("confusion_matrix/test", fig, loop.epoch)  # closes the figure
 
     def _add_graph(self, loop) -> None:
         model = unwrap(loop.model)
-        was_training = model.training
-        model.eval()
         try:
-            with torch.random.fork_rng(devices=[]), warnings.catch_warnings():  # keep the training's random stream
+            with eval_mode(model), torch.random.fork_rng(devices=[]), warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace's deprecation notice
-                self.writer.add_graph(model, loop.data.test.x[:1])
+                self.writer.add_graph(model, loop.data.test.x[:1])  # fork_rng: keep the training's random stream
         except Exception as e:  # some models do not trace; the graph is optional
             log.warning("TensorBoard: no model graph (%s: %s)", type(e).__name__, str(e).splitlines()[0][:120])
-        finally:
-            model.train(was_training)
 
-    def _add_hparams(self, loop) -> None:
+    def _add_hparams(self, loop, metrics: list[str]) -> None:
         # into this run's own event file: the metrics are the scalars logged just above
-        choices, overrides = hydra_context(loop.run_dir)
-        for summary in hparams_summaries(run_hparams(loop.cfg, choices, overrides)):
+        choices, overrides, job = hydra_context(loop.run_dir)
+        hparams = run_hparams(loop.run_config, choices, overrides)
+        distinguishing = {o.lstrip("+~").split("=")[0] for o in distinguishing_overrides(overrides, job)}
+        for summary in [experiment_summary(hparams, metrics, distinguishing),
+                        *hparams_summaries(hparams, run_label(loop.run_dir, overrides, job))]:
             self.writer.file_writer.add_summary(summary)

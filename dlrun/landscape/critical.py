@@ -1,4 +1,4 @@
-"""Gradients, Hessians and critical points of a surface f(x, y), with the notes' second-derivative test.
+"""Gradients, Hessians and critical points of a surface f(x, y), with the lecture notes' second-derivative test.
 
 Derivatives come from torch.autograd. Points are batched: f is elementwise, so the gradient of
 sum(f) with respect to the tensor x holds each point's own ∂f/∂x, and differentiating those again

@@ -1,4 +1,4 @@
-"""Models of the notes. Each is built from the data's shape: Model(in_shape, num_classes, **options)."""
+"""Models of the lecture notes. Each is built from the data's shape: Model(in_shape, num_classes, **options)."""
 
 from __future__ import annotations
 

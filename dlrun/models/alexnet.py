@@ -1,4 +1,4 @@
-"""AlexNet in the notes' original design (Krizhevsky et al. 2012, on one device, no channel groups).
+"""AlexNet in the lecture notes' original design (Krizhevsky et al. 2012, on one device, no channel groups).
 
 conv 96@11x11/4 -> pool 3/2 -> conv 256@5x5 (pad 2) -> pool 3/2 -> conv 384@3x3 -> conv 384@3x3
 -> conv 256@3x3 -> pool 3/2 -> 4096 -> 4096 -> classes. On 3x227x227 input the maps are

@@ -1,4 +1,4 @@
-"""LeNet-5 as in the notes: conv 6@5x5 -> pool -> conv 16@5x5 -> pool -> 120 -> 84 -> classes.
+"""LeNet-5 as in the lecture notes: conv 6@5x5 -> pool -> conv 16@5x5 -> pool -> 120 -> 84 -> classes.
 
 Valid (no) padding, so a 1x28x28 input gives 6x24x24 after the first convolution (156 parameters):
 the notes' H' = (H + 2P - f)/s + 1 with P = 0. `model.padding=same` pads P = (f - 1)/2 = 2 and keeps 28x28.

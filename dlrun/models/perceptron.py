@@ -1,4 +1,4 @@
-"""Rosenblatt's perceptron, trained by the notes' rule w_new = w_old + alpha (y - yhat) x inside the one loop.
+"""Rosenblatt's perceptron, trained by the lecture notes' rule w_new = w_old + alpha (y - yhat) x inside the one loop.
 
 The model is one linear unit z = w.x + b followed by a step: yhat = 1 if z > 0 else 0. The step passes
 gradients straight through (the notes derive the rule as if d yhat / dz = 1), and the criterion is
@@ -95,7 +95,7 @@ class PerceptronReport(Callback):
         weights = [round(v, 6) for v in linear.weight.view(-1).tolist()]
         bias = round(linear.bias.item(), 6)
         report = {"weights": weights, "bias": bias, "train_acc": acc}
-        inputs = "standardised" if loop.cfg.data.get("standardize", True) else "raw"
+        inputs = "standardised" if loop.run_config.data.get("standardize", True) else "raw"
         log.info("perceptron: learned weights %s, bias %s (on the %s inputs); training accuracy %.2f",
                  weights, bias, inputs, acc)
         if acc < 1.0:

@@ -1,4 +1,4 @@
-"""ResNet (He et al. 2015) as in the notes: y = act(F(x) + shortcut(x)).
+"""ResNet (He et al. 2015) as in the lecture notes: y = act(F(x) + shortcut(x)).
 
 F is a basic block (3x3 conv -> BN -> act -> 3x3 conv -> BN) or a bottleneck (1x1 -> 3x3 -> 1x1,
 four times wider out). The shortcut is the identity when the shape is kept, and a 1x1 convolution

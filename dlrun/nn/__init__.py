@@ -1,1 +1,1 @@
-"""Building blocks of the notes: activations, losses, initializers, regularizers, optimizers."""
+"""Building blocks of the lecture notes: activations, losses, initializers, regularizers, optimizers."""

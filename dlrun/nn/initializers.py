@@ -1,4 +1,4 @@
-"""Weight initialisation of the notes, applied to every Linear and Conv layer of a model (biases zero).
+"""Weight initialisation of the lecture notes, applied to every Linear and Conv layer of a model (biases zero).
 
 The schemes themselves are torch.nn.init functions named in conf/initializer/*.yaml (`_partial_: true`,
 so the config holds the scale and `init(weight)` fills a tensor); `initializer=default` leaves PyTorch's

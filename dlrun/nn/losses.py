@@ -1,4 +1,4 @@
-"""The losses of the notes. Every model outputs raw scores; each loss applies its own output activation
+"""The losses of the lecture notes. Every model outputs raw scores; each loss applies its own output activation
 (sigmoid for bce, softmax for the cross-entropies, none for the regression losses and hinge), in the
 numerically stable fused form torch.nn.functional provides.
 

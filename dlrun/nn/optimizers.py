@@ -1,4 +1,4 @@
-"""Optimizers of the notes. torch.optim computes gd, sgd, nesterov, adagrad, rmsprop, adam and adamw
+"""Optimizers of the lecture notes. torch.optim computes gd, sgd, nesterov, adagrad, rmsprop, adam and adamw
 (see conf/optimizer/*.yaml); the notes' momentum is written here, because torch.optim.SGD's
 momentum differs from it: SGD keeps b = mu b + g (its first step sets b = g, undamped), the notes keep
 an exponential average m_t = beta m_{t-1} + (1 - beta) g_t with m_0 = 0.

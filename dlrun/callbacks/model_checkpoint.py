@@ -1,4 +1,4 @@
-"""ModelCheckpoint (the notes' second callback): keep the run's state on disk.
+"""ModelCheckpoint (the lecture notes' second callback): keep the run's state on disk.
 
 Files, all in `<run>/checkpoints/` and all written atomically (dlrun.checkpoint.save):
 - `last.pt`  the resume point: every `every_n_epochs` epochs, at the last epoch (also one that
@@ -94,7 +94,7 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, loop, metrics: dict) -> None:
         # runs after the other callbacks (order = 100), so the state it captures
         # holds their updates for this epoch, and a stop they asked for is known here
-        last_epoch = loop.epoch >= loop.cfg.trainer.max_epochs or loop.stop_reason is not None
+        last_epoch = loop.epoch >= loop.max_epochs or loop.stop_reason is not None
         if not (loop.epoch % self.every_n_epochs == 0 or last_epoch):
             return
         files, dropped = [], []

@@ -17,6 +17,7 @@ from rich.table import Table
 from torch import nn
 
 from dlrun.console import show
+from dlrun.device import eval_mode
 
 log = logging.getLogger("dlrun")
 
@@ -90,16 +91,13 @@ def summarize(model: nn.Module, in_shape) -> ModelSummary:
         if name and (is_leaf or own):
             hooks.append(module.register_forward_hook(
                 lambda m, args, out, name=name: calls.append((name, m, _shape(out)))))
-    was_training = model.training
-    model.eval()  # batch norm on a single sample, dropout off
     try:
         like = next(model.parameters(), torch.zeros(()))  # the sample on the model's device, in its dtype
-        with FlopCounterMode(display=False) as counter:
+        with eval_mode(model), FlopCounterMode(display=False) as counter:  # batch norm on one sample, no dropout
             model(torch.zeros(1, *in_shape, device=like.device, dtype=like.dtype))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     flops = counter.get_flop_counts()
     for name, module, shape in calls:
         own = list(module.parameters(recurse=False))
