@@ -58,8 +58,26 @@ def run_folder_of(checkpoint: Path) -> Path | None:
     return run_dir if (run_dir / ".hydra" / "config.yaml").is_file() else None
 
 
+# modules renamed since a run may have been saved: its config still names them by their old path
+MOVED_TARGETS = {"dlrun.callbacks.checkpoint.": "dlrun.callbacks.model_checkpoint."}
+
+
+def _current_targets(cfg: DictConfig) -> DictConfig:
+    text = OmegaConf.to_yaml(cfg)
+    for old, new in MOVED_TARGETS.items():
+        text = text.replace(f"_target_: {old}", f"_target_: {new}")
+    return OmegaConf.create(text)
+
+
 def saved_run(checkpoint: Path, state: dict) -> SavedRun | None:
     """The run a checkpoint belongs to: its folder's .hydra files, else the config inside the checkpoint."""
+    saved = _saved_run(checkpoint, state)
+    if saved is not None:
+        saved.config = _current_targets(saved.config)
+    return saved
+
+
+def _saved_run(checkpoint: Path, state: dict) -> SavedRun | None:
     run_dir = run_folder_of(checkpoint)
     if run_dir is not None:
         hydra_dir = run_dir / ".hydra"

@@ -341,3 +341,13 @@ def test_a_one_cycle_run_is_not_stretched_and_its_result_stays(tmp_path, caplog)
     errors = [r.getMessage() for r in caplog.records if r.getMessage().startswith("error:")]
     assert len(errors) == 1 and "planned for 2 epochs and cannot be stretched" in errors[0]
     assert (tmp_path / "summary.json").read_text() == before and not list(tmp_path.glob("summary.prev-*"))
+
+
+def test_a_run_saved_before_a_callback_module_was_renamed_still_resumes(tmp_path):
+    train(make_cfg(*RUN, "trainer.max_epochs=1"), tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"
+    state = checkpoint.load(last)  # a run started in Python: its config is the one inside the checkpoint
+    state["config"]["callbacks"]["model_checkpoint"]["_target_"] = "dlrun.callbacks.checkpoint.ModelCheckpoint"
+    torch.save(state, last)
+    train(make_cfg(*RUN, "trainer.max_epochs=2", "trainer.resume=true"), tmp_path)
+    assert read_summary(tmp_path)["epochs"] == 2
