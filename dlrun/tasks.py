@@ -235,19 +235,10 @@ def _objective(cfg: DictConfig, summary: dict) -> float:
     return float("nan") if value is None else value
 
 
-# task name -> "module:function"; imported only when chosen, so each task lives in its own module
-TASKS = {
-    "train": "dlrun.tasks:train",
-    "summary": "dlrun.summary:run",
-    "eval": "dlrun.evaluate:run_eval",
-    "predict": "dlrun.evaluate:run_predict",
-    "landscape": "dlrun.landscape:run",
-    "lr_find": "dlrun.lr_find:run",
-}
-
-
 def _task_function(name: str):
     import importlib
+
+    from dlrun.config import TASKS  # name -> "module:function", imported only when chosen
 
     module, func = TASKS[name].split(":")
     return getattr(importlib.import_module(module), func)

@@ -183,20 +183,20 @@ def _keep_eval(module: nn.Module, args) -> None:
 
 
 def freeze(model: nn.Module, spec) -> list[str]:
-    """Freeze `none`, the `backbone` (all but the head) or the N leading parameterised layers; returns their names."""
+    """Freeze `none`, the `backbone` (all but the head) or the N leading parameterised layers; returns their names.
+
+    The spec's form is checked with the config (dlrun/models CONFIG_RULES); here, what needs the model."""
     layers = parameterised_layers(model)
-    if spec in (None, "none", 0, "0"):
+    if spec in (None, "none", 0):
         chosen = []
     elif spec == "backbone":
         chosen = layers[:-1]
-    elif isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
+    else:
         n = int(spec)
         if not 0 <= n < len(layers):
             raise ConfigError("model.freeze", spec, f"none, backbone or a number of leading layers below "
                               f"{len(layers)} (the model's parameterised layers; freezing all leaves nothing to train)")
         chosen = layers[:n]
-    else:
-        raise ConfigError("model.freeze", spec, "none, backbone or a number of leading parameterised layers")
     for _, m in chosen:
         m.requires_grad_(False)  # recurse=True is harmless: a parameterised layer's children own nothing here
         m.dlrun_frozen = True

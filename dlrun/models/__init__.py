@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+from dlrun.config import is_number
+
+
+def _freeze_spec(v) -> bool:
+    return v in ("none", "backbone") or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+
+
+# the model group's keys that dlrun reads itself, checked before anything is built (dlrun/config.py validate)
+CONFIG_RULES = {
+    "dropout": (lambda v: is_number(v) and 0 <= v < 1, "a probability in [0, 1)"),
+    "freeze": (_freeze_spec, "none, backbone or a number of leading parameterised layers"),
+    "pretrained": (lambda v: isinstance(v, str), "a checkpoint or state_dict file, or torchvision:<Weights enum>.<entry>"),
+}
+
 
 def build_model(cfg, info, init=None, pretrained: bool = True):
     """Instantiate `cfg.model` (a `_target_` config) with the data's input shape and class count.

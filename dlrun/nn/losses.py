@@ -14,9 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlrun.config import is_number
 from dlrun.errors import ConfigError
 
 REGRESSION = ("mse", "mae", "huber", "pseudo_huber")
+# the loss group's keys, checked before anything is built (dlrun/config.py validate): key -> (rule, allowed)
+CONFIG_RULES = {"delta": (lambda v: is_number(v) and v > 0, "a number > 0")}  # huber, pseudo_huber
 
 
 def fitting_losses(info) -> list[str]:

@@ -13,6 +13,16 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
+from dlrun.config import is_number
+
+# the optimizer group's keys, checked before anything is built (dlrun/config.py validate): key -> (rule, allowed)
+CONFIG_RULES = {
+    "lr": (lambda v: is_number(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "beta": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),  # Momentum
+    "head_lr_mult": (lambda v: is_number(v) and v > 0, "a number > 0 (the head's lr = lr * mult)"),
+}
+
 
 class _EachParameter(Optimizer):
     """One step: every parameter's gradient g (+ weight_decay w: L2, coupled) handed to `_update`."""
@@ -39,8 +49,6 @@ class Momentum(_EachParameter):
     """
 
     def __init__(self, params, lr: float = 0.01, beta: float = 0.9, weight_decay: float = 0.0):
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must be in [0, 1), got {beta}")
         super().__init__(params, dict(lr=lr, beta=beta, weight_decay=weight_decay))
 
     def _update(self, p, g, state, group):

@@ -12,8 +12,16 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
+from dlrun.config import is_number
 from dlrun.errors import ConfigError
 from dlrun.nn.initializers import weight_layers
+
+# the keys of each regularizer=... entry, checked before anything is built (dlrun/config.py validate)
+CONFIG_RULES = {
+    "strength": (lambda v: is_number(v) and v >= 0, "a number >= 0 (lambda)"),
+    "alpha": (lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1] (the l1 share)"),
+    "p": (lambda v: is_number(v) and 0 <= v < 1, "a probability in [0, 1)"),  # dropout
+}
 
 
 class L1:
