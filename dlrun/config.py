@@ -57,25 +57,25 @@ class DataConfig:
     source: Any = None  # a project's own data: a `_target_` node returning dlrun.data.source.Source (docs/extending.md)
 
     def __post_init__(self):
-        _check(self.batch_size >= 1, "data.batch_size", self.batch_size, "an integer >= 1")
-        _check(self.eval_batch_size >= 1, "data.eval_batch_size", self.eval_batch_size, "an integer >= 1")
-        _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "a fraction in [0, 1)")
-        _check(self.size >= 1, "data.size", self.size, "an integer >= 1")
-        _check(0.0 <= self.outliers < 1.0, "data.outliers", self.outliers, "a fraction in [0, 1)")
-        _check(self.num_classes >= 1, "data.num_classes", self.num_classes, "an integer >= 1")
-        _check(all(a in AUGMENTATIONS for a in self.augment), "data.augment", list(self.augment),
-               f"a list of {', '.join(AUGMENTATIONS)} (e.g. data.augment=[crop,flip])")
-        _check(self.crop_padding >= 0, "data.crop_padding", self.crop_padding, "an integer >= 0")
-        _check(0.0 <= self.erase_p <= 1.0, "data.erase_p", self.erase_p, "a probability in [0, 1]")
-        _check(self.affine_degrees >= 0 and 0 <= self.affine_translate < 1, "data.affine_degrees/affine_translate",
-               [self.affine_degrees, self.affine_translate], "degrees >= 0 and a translate fraction in [0, 1)")
-        _check(self.mix_alpha > 0, "data.mix_alpha", self.mix_alpha, "a number > 0")
-        _check(self.image_size >= 1 and self.stats_sample >= 1, "data.image_size/stats_sample",
-               [self.image_size, self.stats_sample], "integers >= 1")
-        _check(self.num_workers >= 0, "data.num_workers", self.num_workers, "an integer >= 0")
-        _check(len(self.shape) in (1, 3) and all(s >= 1 for s in self.shape), "data.shape", list(self.shape),
-               "[features] or [channels, height, width], all >= 1")
-        _check(0.0 < self.test_fraction < 1.0, "data.test_fraction", self.test_fraction, "a fraction in (0, 1)")
+        require(self.batch_size >= 1, "data.batch_size", self.batch_size, "an integer >= 1")
+        require(self.eval_batch_size >= 1, "data.eval_batch_size", self.eval_batch_size, "an integer >= 1")
+        require(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "a fraction in [0, 1)")
+        require(self.size >= 1, "data.size", self.size, "an integer >= 1")
+        require(0.0 <= self.outliers < 1.0, "data.outliers", self.outliers, "a fraction in [0, 1)")
+        require(self.num_classes >= 1, "data.num_classes", self.num_classes, "an integer >= 1")
+        require(all(a in AUGMENTATIONS for a in self.augment), "data.augment", list(self.augment),
+                f"a list of {', '.join(AUGMENTATIONS)} (e.g. data.augment=[crop,flip])")
+        require(self.crop_padding >= 0, "data.crop_padding", self.crop_padding, "an integer >= 0")
+        require(0.0 <= self.erase_p <= 1.0, "data.erase_p", self.erase_p, "a probability in [0, 1]")
+        require(self.affine_degrees >= 0 and 0 <= self.affine_translate < 1, "data.affine_degrees/affine_translate",
+                [self.affine_degrees, self.affine_translate], "degrees >= 0 and a translate fraction in [0, 1)")
+        require(self.mix_alpha > 0, "data.mix_alpha", self.mix_alpha, "a number > 0")
+        require(self.image_size >= 1 and self.stats_sample >= 1, "data.image_size/stats_sample",
+                [self.image_size, self.stats_sample], "integers >= 1")
+        require(self.num_workers >= 0, "data.num_workers", self.num_workers, "an integer >= 0")
+        require(len(self.shape) in (1, 3) and all(s >= 1 for s in self.shape), "data.shape", list(self.shape),
+                "[features] or [channels, height, width], all >= 1")
+        require(0.0 < self.test_fraction < 1.0, "data.test_fraction", self.test_fraction, "a fraction in (0, 1)")
 
 
 @dataclass
@@ -98,23 +98,23 @@ class TrainerConfig:
     unfreeze_at_epoch: int = 0  # model.freeze: the frozen layers train too from this epoch (1-based) on; 0 = never
 
     def __post_init__(self):
-        _check(self.max_epochs >= 1, "trainer.max_epochs", self.max_epochs, "an integer >= 1")
-        _check(self.precision in PRECISIONS, "trainer.precision", self.precision, "one of 32, bf16, 16")
-        _check(self.progress in PROGRESS, "trainer.progress", self.progress, f"one of {', '.join(PROGRESS)}")
-        _check(bool(_DEVICE.match(self.device)), "trainer.device", self.device, "auto, cpu, cuda, cuda:N or mps")
-        _check(self.channels_last == "auto" or isinstance(self.channels_last, bool), "trainer.channels_last",
-               self.channels_last, "auto, true or false")
-        _check(self.num_threads >= 0, "trainer.num_threads", self.num_threads, "an integer >= 0 (0 = torch's default)")
-        _check(self.log_every_n_steps >= 1, "trainer.log_every_n_steps", self.log_every_n_steps, "an integer >= 1")
-        _check(self.limit_train_batches >= 0, "trainer.limit_train_batches", self.limit_train_batches,
-               "an integer >= 0")
-        _check(self.gradient_clip_val >= 0, "trainer.gradient_clip_val", self.gradient_clip_val,
-               "a number >= 0 (0 = off)")
-        _check(self.devices >= 1, "trainer.devices", self.devices, "an integer >= 1 (processes for DDP)")
-        _check(self.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", self.accumulate_grad_batches,
-               "an integer >= 1")
-        _check(self.unfreeze_at_epoch >= 0, "trainer.unfreeze_at_epoch", self.unfreeze_at_epoch,
-               "an integer >= 0 (0 = never)")
+        require(self.max_epochs >= 1, "trainer.max_epochs", self.max_epochs, "an integer >= 1")
+        require(self.precision in PRECISIONS, "trainer.precision", self.precision, "one of 32, bf16, 16")
+        require(self.progress in PROGRESS, "trainer.progress", self.progress, f"one of {', '.join(PROGRESS)}")
+        require(bool(_DEVICE.match(self.device)), "trainer.device", self.device, "auto, cpu, cuda, cuda:N or mps")
+        require(self.channels_last == "auto" or isinstance(self.channels_last, bool), "trainer.channels_last",
+                self.channels_last, "auto, true or false")
+        require(self.num_threads >= 0, "trainer.num_threads", self.num_threads, "an integer >= 0 (0 = torch's default)")
+        require(self.log_every_n_steps >= 1, "trainer.log_every_n_steps", self.log_every_n_steps, "an integer >= 1")
+        require(self.limit_train_batches >= 0, "trainer.limit_train_batches", self.limit_train_batches,
+                "an integer >= 0")
+        require(self.gradient_clip_val >= 0, "trainer.gradient_clip_val", self.gradient_clip_val,
+                "a number >= 0 (0 = off)")
+        require(self.devices >= 1, "trainer.devices", self.devices, "an integer >= 1 (processes for DDP)")
+        require(self.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", self.accumulate_grad_batches,
+                "an integer >= 1")
+        require(self.unfreeze_at_epoch >= 0, "trainer.unfreeze_at_epoch", self.unfreeze_at_epoch,
+                "an integer >= 0 (0 = never)")
 
 
 @dataclass
@@ -124,8 +124,9 @@ class EvalConfig:
     tta: str = "none"  # none | flip: validation and test predictions averaged with the mirrored images (dlrun/tta.py)
 
     def __post_init__(self):
-        _check(self.split in SPLITS, "eval.split", self.split, f"one of {', '.join(SPLITS)}")
-        _check(self.topk >= 1, "eval.topk", self.topk, "an integer >= 1")
+        require(self.split in SPLITS, "eval.split", self.split, f"one of {', '.join(SPLITS)}")
+        require(self.topk >= 1, "eval.topk", self.topk, "an integer >= 1")
+        require(self.tta in TTA, "eval.tta", self.tta, f"one of {', '.join(TTA)}")
 
 
 @dataclass
@@ -134,7 +135,7 @@ class PredictConfig:
     topk: int = 3  # classes shown (and written) per input
 
     def __post_init__(self):
-        _check(self.topk >= 1, "predict.topk", self.topk, "an integer >= 1")
+        require(self.topk >= 1, "predict.topk", self.topk, "an integer >= 1")
 
 
 @dataclass
@@ -146,9 +147,9 @@ class LrFindConfig:  # task=lr_find (dlrun/lr_find.py): the learning-rate range 
     diverge: float = 4.0  # stop when the smoothed loss exceeds this many times its lowest value
 
     def __post_init__(self):
-        _check(0 < self.min_lr < self.max_lr, "lr_find.min_lr", self.min_lr,
-               f"a positive lr below lr_find.max_lr={self.max_lr}")
-        _check(self.num_steps >= 10, "lr_find.num_steps", self.num_steps, "at least 10")
+        require(0 < self.min_lr < self.max_lr, "lr_find.min_lr", self.min_lr,
+                f"a positive lr below lr_find.max_lr={self.max_lr}")
+        require(self.num_steps >= 10, "lr_find.num_steps", self.num_steps, "at least 10")
 
 
 @dataclass
@@ -172,11 +173,11 @@ class DlrunConfig:
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
 
     def __post_init__(self):
-        _check(self.task in TASKS, "task", self.task, f"one of {', '.join(TASKS)}")
-        _check(re.match(r"^(train|val|test)/", self.monitor) is not None, "monitor", self.monitor,
-               "a metric name such as val/acc or val/loss")
+        require(self.task in TASKS, "task", self.task, f"one of {', '.join(TASKS)}")
+        require(re.match(r"^(train|val|test)/", self.monitor) is not None, "monitor", self.monitor,
+                "a metric name such as val/acc or val/loss")
         if self.task in ("eval", "predict"):
-            _check(self.ckpt_path is not None, "ckpt_path", None, f"task={self.task} needs ckpt_path=PATH")
+            require(self.ckpt_path is not None, "ckpt_path", None, f"task={self.task} needs ckpt_path=PATH")
 
 
 # task name -> "module:function" (dlrun/tasks.py runs it); imported only when chosen
@@ -192,6 +193,7 @@ PRECISIONS = ("32", "bf16", "16")
 SPLITS = ("test", "val", "train")
 PROGRESS = ("auto", "rich", "plain", "none")
 AUGMENTATIONS = ("crop", "flip", "erase", "affine", "mixup", "cutmix")  # dlrun/data/augment.py
+TTA = ("none", "flip")  # dlrun/tta.py
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 # One token per process: two runs started in the same second still get different folders.
@@ -232,7 +234,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("dlrun_job_tag", job_tag)  # a sweep job's folder: what differs
 
 
-def _check(ok: bool, key: str, value, allowed: str) -> None:
+def require(ok: bool, key: str, value, allowed: str) -> None:
+    """The one form of a rule: a ConfigError naming key, value and what is allowed, unless `ok`."""
     if not ok:
         raise ConfigError(key, value, allowed)
 
@@ -298,7 +301,7 @@ def _check_component_groups(cfg: DictConfig) -> None:
         for name, (ok, allowed) in rules.items():
             value = node.get(name)
             if value is not None:
-                _check(ok(value), f"{prefix}.{name}", value, allowed)
+                require(ok(value), f"{prefix}.{name}", value, allowed)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -313,14 +316,22 @@ def validate(cfg: DictConfig) -> None:
     check_target_keys(cfg)
     n, freeze = cfg.trainer.unfreeze_at_epoch, OmegaConf.select(cfg, "model.freeze")
     if n:
-        _check(freeze not in (None, "none", 0), "trainer.unfreeze_at_epoch", n, "needs frozen layers: model.freeze=backbone or N")
-        _check(cfg.trainer.devices == 1, "trainer.unfreeze_at_epoch", n,
-               "a single process (DistributedDataParallel fixes its parameters when it starts)")
+        require(freeze not in (None, "none", 0), "trainer.unfreeze_at_epoch", n,
+                "needs frozen layers: model.freeze=backbone or N")
+        require(cfg.trainer.devices == 1, "trainer.unfreeze_at_epoch", n,
+                "a single process (DistributedDataParallel fixes its parameters when it starts)")
     if cfg.task == "predict":
-        _check(bool(cfg.predict.inputs), "predict.inputs", cfg.predict.inputs,
-               "task=predict needs predict.inputs=PATH (an image, a folder, a glob or a .npy file)")
+        require(bool(cfg.predict.inputs), "predict.inputs", cfg.predict.inputs,
+                "task=predict needs predict.inputs=PATH (an image, a folder, a glob or a .npy file)")
     if cfg.task == "landscape":
-        _validate_landscape(cfg.landscape)
+        if cfg.landscape is None:
+            from pathlib import Path
+
+            names = sorted(p.stem for p in (Path(__file__).parent / "conf" / "landscape").glob("*.yaml"))
+            raise ConfigError("landscape", None, f"task=landscape needs landscape=NAME, one of {', '.join(names)}")
+        from dlrun.landscape.task import check_config
+
+        check_config(cfg.landscape)
     elif cfg.landscape is not None:  # `dlrun landscape=bowl` alone would silently train the default network
         raise ConfigError("task", cfg.task, "landscape=... is chosen: add task=landscape (or drop landscape=)")
 
@@ -328,36 +339,6 @@ def validate(cfg: DictConfig) -> None:
 def is_number(v) -> bool:
     """For the CONFIG_RULES tables: a config value that is a number (true/false are not)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _pair(v) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(is_number, v))
-
-
-def _validate_landscape(lc) -> None:
-    """The keys of dlrun/conf/landscape/*.yaml (the surface name and landscape.expr are checked by the task)."""
-    from pathlib import Path
-
-    if lc is None:
-        names = sorted(p.stem for p in (Path(__file__).parent / "conf" / "landscape").glob("*.yaml"))
-        raise ConfigError("landscape", None, f"task=landscape needs landscape=NAME, one of {', '.join(names)}")
-    lc = OmegaConf.to_container(lc, resolve=True)
-    _check(_pair(lc.get("start")), "landscape.start", lc.get("start"), "[x, y], two numbers")
-    steps = lc.get("steps")
-    _check(isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1, "landscape.steps", steps,
-           "an integer >= 1")
-    _check(is_number(lc.get("eps")) and lc["eps"] > 0, "landscape.eps", lc.get("eps"), "a number > 0")
-    minima = lc.get("minima")
-    _check(minima is None or (isinstance(minima, list) and all(map(_pair, minima))), "landscape.minima", minima,
-           "null (the minima found) or a list of [x, y] points")
-    bounds = lc.get("bounds")
-    _check(isinstance(bounds, list) and len(bounds) == 2 and all(_pair(b) and b[0] < b[1] for b in bounds),
-           "landscape.bounds", bounds, "[[x_min, x_max], [y_min, y_max]] with min < max")
-    grid = lc.get("critical_grid")
-    _check(isinstance(grid, int) and not isinstance(grid, bool) and 1 <= grid <= 100, "landscape.critical_grid",
-           grid, "an integer in [1, 100] (Newton starts per axis)")
-    expr = lc.get("expr")
-    _check(expr is None or isinstance(expr, str), "landscape.expr", expr, "a quoted expression such as \"x**2 - y**2\"")
 
 
 _FROM_ENV = re.compile(r"\$\{(oc\.env|env):")

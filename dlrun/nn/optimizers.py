@@ -123,6 +123,56 @@ def adam(params, eps_inside_sqrt: bool = False, fused: bool | None = None, **kwa
     return RootEpsAdam(params, **kwargs) if eps_inside_sqrt else torch.optim.Adam(params, fused=fused, **kwargs)
 
 
+# -- parameter groups: the head's lr and the layers unfrozen later ---------------------------------------------
+def build_optimizer(node, model: torch.nn.Module) -> Optimizer:
+    """The optimizer over the trainable parameters only (model.freeze); with `head_lr_mult` the model's head
+    (its last parameterised layer, dlrun/models/transfer.py) is a group of its own at lr * mult."""
+    from omegaconf import OmegaConf
+
+    from dlrun.config import build
+    from dlrun.errors import ConfigError
+    from dlrun.models.transfer import head
+
+    mult = node.get("head_lr_mult")
+    if "head_lr_mult" in node:
+        plain = OmegaConf.to_container(node, resolve=True)
+        plain.pop("head_lr_mult")
+        node = OmegaConf.create(plain)
+    make = build(node, "optimizer")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ConfigError("model.freeze", "all", "leaves no trainable parameter")
+    if mult is None or mult == 1:
+        return make(trainable)
+    lr = node.get("lr")
+    if lr is None:
+        raise ConfigError("optimizer.head_lr_mult", mult, "needs an optimizer with an lr key")
+    head_ids = {id(p) for p in head(model)[1].parameters()}
+    body = [p for p in trainable if id(p) not in head_ids]
+    top = [p for p in trainable if id(p) in head_ids]
+    # lr_mult is kept in each group so that add_unfrozen_group finds the body's rate again
+    groups = ([{"params": body, "lr_mult": 1.0}] if body else []) + [{"params": top, "lr": lr * mult, "lr_mult": mult}]
+    return make(groups)
+
+
+def add_unfrozen_group(optimizer: Optimizer, params: list, scheduler=None) -> dict:
+    """Hand layers that were frozen to the optimizer as a new group at the body's rate (the first group's lr
+    divided by its head multiplier), its state starting at zero; a scheduler follows the first group's
+    schedule for it. Returns the group."""
+    first = optimizer.param_groups[0]
+    mult = first.get("lr_mult", 1.0)
+    group = {"params": params, "lr": first["lr"] / mult, "lr_mult": 1.0}
+    if "initial_lr" in first:  # a scheduler scales every group from its initial lr
+        group["initial_lr"] = first["initial_lr"] / mult
+    optimizer.add_param_group(group)
+    if hasattr(scheduler, "base_lrs"):  # a scheduler keeps one entry per group
+        scheduler.base_lrs.append(group.get("initial_lr", group["lr"]))
+    for per_group in ("lr_lambdas", "min_lrs"):  # LambdaLR's factors, ReduceLROnPlateau's floors
+        if isinstance(getattr(scheduler, per_group, None), list):
+            getattr(scheduler, per_group).append(getattr(scheduler, per_group)[0])
+    return optimizer.param_groups[-1]
+
+
 # the keyword arguments each factory passes on (**kwargs), so that a key none of them takes is refused
 # before anything is built (dlrun/target_keys.py), as it is for a torch.optim class named directly
 for _factory, _torch_class in ((adagrad, torch.optim.Adagrad), (rmsprop, torch.optim.RMSprop), (adam, torch.optim.Adam)):

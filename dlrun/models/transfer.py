@@ -6,8 +6,8 @@
   A first convolution pretrained on 3 channels is adapted to 1-channel data (and the reverse).
 - `model.freeze=none|backbone|N`: the frozen parameters get requires_grad=False, are left out of the optimizer
   and their batch-norm layers stay in eval mode, so nothing about them changes while training.
-- `optimizer.head_lr_mult`: the head trains at lr * mult; `trainer.unfreeze_at_epoch` (dlrun/callbacks/unfreeze.py)
-  hands the frozen layers to the optimizer later.
+- `optimizer.head_lr_mult` (the head trains at lr * mult) and the group that `trainer.unfreeze_at_epoch` adds later
+  are the optimizer's parameter groups: dlrun/nn/optimizers.py.
 """
 
 from __future__ import annotations
@@ -221,30 +221,3 @@ def unfreeze(model: nn.Module) -> list[nn.Parameter]:
                     p.requires_grad_(True)
                     params.append(p)
     return params
-
-
-# -- the optimizer ----------------------------------------------------------------------------------------
-def build_optimizer(node, model: nn.Module):
-    """The optimizer over the trainable parameters only; with `head_lr_mult` the head is a group at lr * mult."""
-    from dlrun.config import build
-
-    mult = node.get("head_lr_mult")
-    if "head_lr_mult" in node:
-        plain = OmegaConf.to_container(node, resolve=True)
-        plain.pop("head_lr_mult")
-        node = OmegaConf.create(plain)
-    make = build(node, "optimizer")
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
-        raise ConfigError("model.freeze", "all", "leaves no trainable parameter")
-    if mult is None or mult == 1:
-        return make(trainable)
-    lr = node.get("lr")
-    if lr is None:
-        raise ConfigError("optimizer.head_lr_mult", mult, "needs an optimizer with an lr key")
-    head_ids = {id(p) for p in head(model)[1].parameters()}
-    body = [p for p in trainable if id(p) not in head_ids]
-    top = [p for p in trainable if id(p) in head_ids]
-    # lr_mult is kept in each group so that dlrun/callbacks/unfreeze.py finds the body's rate again
-    groups = ([{"params": body, "lr_mult": 1.0}] if body else []) + [{"params": top, "lr": lr * mult, "lr_mult": mult}]
-    return make(groups)
