@@ -126,7 +126,6 @@ class EvalConfig:
     def __post_init__(self):
         require(self.split in SPLITS, "eval.split", self.split, f"one of {', '.join(SPLITS)}")
         require(self.topk >= 1, "eval.topk", self.topk, "an integer >= 1")
-        require(self.tta in TTA, "eval.tta", self.tta, f"one of {', '.join(TTA)}")
 
 
 @dataclass
@@ -193,7 +192,6 @@ PRECISIONS = ("32", "bf16", "16")
 SPLITS = ("test", "val", "train")
 PROGRESS = ("auto", "rich", "plain", "none")
 AUGMENTATIONS = ("crop", "flip", "erase", "affine", "mixup", "cutmix")  # dlrun/data/augment.py
-TTA = ("none", "flip")  # dlrun/tta.py
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 # One token per process: two runs started in the same second still get different folders.

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dlrun.errors import ConfigError
 
+TTA = ("none", "flip")
 
 
 def check(tta: str, in_shape) -> None:
-    """What eval.tta needs of the data (its value was checked with the config: dlrun/config.py EvalConfig)."""
+    if tta not in TTA:
+        raise ConfigError("eval.tta", tta, f"one of {', '.join(TTA)}")
     if tta == "flip" and len(in_shape) != 3:
         raise ConfigError("eval.tta", tta, f"flip needs C x H x W images; this data has shape {list(in_shape)}")
 
