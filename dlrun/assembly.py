@@ -28,10 +28,14 @@ class Assembly:
     penalty: object | None
 
 
-def _check_fit(cfg: DictConfig, data, model: torch.nn.Module, loss_fn) -> None:
-    """Rules between the config and the built data, model and loss."""
+def _check_data(cfg: DictConfig, data) -> None:
+    """Rules between the config and the built data (before the loss is matched with it)."""
     if data.info.task == "regression" and cfg.monitor.endswith("/acc"):
         raise ConfigError("monitor", cfg.monitor, "regression data has no accuracy: val/loss, val/mae or val/rmse")
+
+
+def _check_built(cfg: DictConfig, data, model: torch.nn.Module, loss_fn) -> None:
+    """Rules between the config and the built data, model and loss."""
     if cfg.data.batch_size < 2 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise ConfigError("data.batch_size", cfg.data.batch_size, "at least 2 for a model with batch norm "
                           "(it normalises over the batch)")
@@ -56,12 +60,13 @@ def assemble(cfg: DictConfig, data, device: torch.device, amp_dtype, ddp: bool =
     from dlrun.nn.optimizers import add_unfrozen_group, build_optimizer
     from dlrun.nn.regularizers import build_penalty, with_model_options
 
+    _check_data(cfg, data)
     cfg = with_model_options(cfg)
     # empty initializer: PyTorch's default initialisation; it runs before model.pretrained loads its weights
     init = (lambda m, f=build(cfg.initializer, "initializer"): initialize(m, f)) if cfg.initializer else None
     model, loss_fn = build_model_and_loss(cfg, data.info, init=init)
     model = model.to(device)
-    _check_fit(cfg, data, model, loss_fn)
+    _check_built(cfg, data, model, loss_fn)
     if use_channels_last(cfg.trainer.channels_last, device, amp_dtype, model):  # only 4-d tensors change
         model = model.to(memory_format=torch.channels_last)
         data.to_channels_last()

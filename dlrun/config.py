@@ -168,7 +168,7 @@ class DlrunConfig:
     scheduler: Any = None  # conf/scheduler: an lr scheduler (`_partial_`), null = constant lr
     eval: EvalConfig = field(default_factory=EvalConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
-    landscape: Any = None  # task=landscape: a dlrun/conf/landscape/*.yaml (checked by _validate_landscape)
+    landscape: Any = None  # task=landscape: a dlrun/conf/landscape/*.yaml (its rules: landscape/task.py)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
 
     def __post_init__(self):

@@ -111,14 +111,10 @@ class Huber(Loss):
         return F.huber_loss(output, target, delta=self.delta)
 
 
-class PseudoHuber(Loss):
+class PseudoHuber(Huber):
     """delta^2 (sqrt(1 + (r/delta)^2) - 1): a smooth Huber (differentiable everywhere)."""
 
     name = "pseudo_huber"
-
-    def __init__(self, delta: float = 1.0):
-        super().__init__()
-        self.delta = delta
 
     def compute(self, output, target):
         r = (output - target) / self.delta
