@@ -89,7 +89,7 @@ def bare_epochs(a, model: str, precision: str, sync) -> list[float]:
     from dlrun.data import build_data
     from dlrun.device import autocast, autocast_dtype, select_device, use_channels_last
     from dlrun.models import build_model_and_loss
-    from dlrun.transfer import build_optimizer
+    from dlrun.nn.optimizers import build_optimizer
 
     cfg = compose(overrides(a, model, precision))
     torch.manual_seed(cfg.seed)

@@ -138,11 +138,11 @@ def child_dlrun(a, mark: Marks) -> None:
 
         import dlrun.data
         import dlrun.loop
-        import dlrun.transfer
+        import dlrun.nn.optimizers
 
         mark("torch")
         _timed(mark, dlrun.data, "build_data", "setup", "data")
-        _timed(mark, dlrun.transfer, "build_optimizer", "model", "optimizer")  # model: data end to here
+        _timed(mark, dlrun.nn.optimizers, "build_optimizer", "model", "optimizer")  # model: data end to here
         return run_task(cfg)
 
     dlrun.tasks.run_task = instrumented

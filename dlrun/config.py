@@ -1,8 +1,14 @@
-"""Structured configs (types and defaults) and the validation that runs before anything trains.
+"""Structured configs (types, defaults, ranges) and the validation that runs before anything trains.
 
 Groups whose options build objects (model, loss, optimizer, callbacks) are plain YAML with
 `_target_`; the groups with a fixed set of keys (data, trainer, the top level) are typed here,
-so Hydra rejects unknown keys and wrong types, and `validate` rejects out-of-range values.
+so Hydra rejects unknown keys and wrong types, and each dataclass's `__post_init__` rejects
+out-of-range values. Where each rule lives:
+- a typed group's ranges: its dataclass below;
+- an object-building group's keys: a `CONFIG_RULES` table next to the component (dlrun/models,
+  dlrun/nn/losses.py, optimizers.py, regularizers.py), checked by `validate`;
+- what needs the built objects (the data's task, the model's layers): dlrun/assembly.py;
+- rules between groups: `validate` here.
 This module must not import torch: `dlrun --help` imports it.
 """
 
@@ -15,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from dlrun.errors import ConfigError
 
@@ -50,6 +56,27 @@ class DataConfig:
     stats_sample: int = 512  # image_folder: training images read to estimate the normalisation statistics
     source: Any = None  # a project's own data: a `_target_` node returning dlrun.data.source.Source (docs/extending.md)
 
+    def __post_init__(self):
+        require(self.batch_size >= 1, "data.batch_size", self.batch_size, "an integer >= 1")
+        require(self.eval_batch_size >= 1, "data.eval_batch_size", self.eval_batch_size, "an integer >= 1")
+        require(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "a fraction in [0, 1)")
+        require(self.size >= 1, "data.size", self.size, "an integer >= 1")
+        require(0.0 <= self.outliers < 1.0, "data.outliers", self.outliers, "a fraction in [0, 1)")
+        require(self.num_classes >= 1, "data.num_classes", self.num_classes, "an integer >= 1")
+        require(all(a in AUGMENTATIONS for a in self.augment), "data.augment", list(self.augment),
+                f"a list of {', '.join(AUGMENTATIONS)} (e.g. data.augment=[crop,flip])")
+        require(self.crop_padding >= 0, "data.crop_padding", self.crop_padding, "an integer >= 0")
+        require(0.0 <= self.erase_p <= 1.0, "data.erase_p", self.erase_p, "a probability in [0, 1]")
+        require(self.affine_degrees >= 0 and 0 <= self.affine_translate < 1, "data.affine_degrees/affine_translate",
+                [self.affine_degrees, self.affine_translate], "degrees >= 0 and a translate fraction in [0, 1)")
+        require(self.mix_alpha > 0, "data.mix_alpha", self.mix_alpha, "a number > 0")
+        require(self.image_size >= 1 and self.stats_sample >= 1, "data.image_size/stats_sample",
+                [self.image_size, self.stats_sample], "integers >= 1")
+        require(self.num_workers >= 0, "data.num_workers", self.num_workers, "an integer >= 0")
+        require(len(self.shape) in (1, 3) and all(s >= 1 for s in self.shape), "data.shape", list(self.shape),
+                "[features] or [channels, height, width], all >= 1")
+        require(0.0 < self.test_fraction < 1.0, "data.test_fraction", self.test_fraction, "a fraction in (0, 1)")
+
 
 @dataclass
 class TrainerConfig:
@@ -70,6 +97,25 @@ class TrainerConfig:
     sync_batchnorm: bool = False  # DDP: batch-norm statistics over the global batch
     unfreeze_at_epoch: int = 0  # model.freeze: the frozen layers train too from this epoch (1-based) on; 0 = never
 
+    def __post_init__(self):
+        require(self.max_epochs >= 1, "trainer.max_epochs", self.max_epochs, "an integer >= 1")
+        require(self.precision in PRECISIONS, "trainer.precision", self.precision, "one of 32, bf16, 16")
+        require(self.progress in PROGRESS, "trainer.progress", self.progress, f"one of {', '.join(PROGRESS)}")
+        require(bool(_DEVICE.match(self.device)), "trainer.device", self.device, "auto, cpu, cuda, cuda:N or mps")
+        require(self.channels_last == "auto" or isinstance(self.channels_last, bool), "trainer.channels_last",
+                self.channels_last, "auto, true or false")
+        require(self.num_threads >= 0, "trainer.num_threads", self.num_threads, "an integer >= 0 (0 = torch's default)")
+        require(self.log_every_n_steps >= 1, "trainer.log_every_n_steps", self.log_every_n_steps, "an integer >= 1")
+        require(self.limit_train_batches >= 0, "trainer.limit_train_batches", self.limit_train_batches,
+                "an integer >= 0")
+        require(self.gradient_clip_val >= 0, "trainer.gradient_clip_val", self.gradient_clip_val,
+                "a number >= 0 (0 = off)")
+        require(self.devices >= 1, "trainer.devices", self.devices, "an integer >= 1 (processes for DDP)")
+        require(self.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", self.accumulate_grad_batches,
+                "an integer >= 1")
+        require(self.unfreeze_at_epoch >= 0, "trainer.unfreeze_at_epoch", self.unfreeze_at_epoch,
+                "an integer >= 0 (0 = never)")
+
 
 @dataclass
 class EvalConfig:
@@ -77,11 +123,18 @@ class EvalConfig:
     topk: int = 5  # top-k accuracy (reported when 1 < topk < number of classes)
     tta: str = "none"  # none | flip: validation and test predictions averaged with the mirrored images (dlrun/tta.py)
 
+    def __post_init__(self):
+        require(self.split in SPLITS, "eval.split", self.split, f"one of {', '.join(SPLITS)}")
+        require(self.topk >= 1, "eval.topk", self.topk, "an integer >= 1")
+
 
 @dataclass
 class PredictConfig:
     inputs: Optional[str] = None  # task=predict: an image file, a folder, a glob, or a .npy array
     topk: int = 3  # classes shown (and written) per input
+
+    def __post_init__(self):
+        require(self.topk >= 1, "predict.topk", self.topk, "an integer >= 1")
 
 
 @dataclass
@@ -91,6 +144,11 @@ class LrFindConfig:  # task=lr_find (dlrun/lr_find.py): the learning-rate range 
     num_steps: int = 200  # one optimizer step per batch, the lr growing exponentially from min_lr to max_lr
     smoothing: float = 0.05  # weight of the newest loss in the moving average
     diverge: float = 4.0  # stop when the smoothed loss exceeds this many times its lowest value
+
+    def __post_init__(self):
+        require(0 < self.min_lr < self.max_lr, "lr_find.min_lr", self.min_lr,
+                f"a positive lr below lr_find.max_lr={self.max_lr}")
+        require(self.num_steps >= 10, "lr_find.num_steps", self.num_steps, "at least 10")
 
 
 @dataclass
@@ -110,11 +168,26 @@ class DlrunConfig:
     scheduler: Any = None  # conf/scheduler: an lr scheduler (`_partial_`), null = constant lr
     eval: EvalConfig = field(default_factory=EvalConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
-    landscape: Any = None  # task=landscape: a dlrun/conf/landscape/*.yaml (checked by _validate_landscape)
+    landscape: Any = None  # task=landscape: a dlrun/conf/landscape/*.yaml (its rules: landscape/task.py)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
 
+    def __post_init__(self):
+        require(self.task in TASKS, "task", self.task, f"one of {', '.join(TASKS)}")
+        require(re.match(r"^(train|val|test)/", self.monitor) is not None, "monitor", self.monitor,
+                "a metric name such as val/acc or val/loss")
+        if self.task in ("eval", "predict"):
+            require(self.ckpt_path is not None, "ckpt_path", None, f"task={self.task} needs ckpt_path=PATH")
 
-TASKS = ("train", "summary", "eval", "predict", "landscape", "lr_find")
+
+# task name -> "module:function" (dlrun/tasks.py runs it); imported only when chosen
+TASKS = {
+    "train": "dlrun.tasks:train",
+    "summary": "dlrun.model_summary:run",
+    "eval": "dlrun.evaluate:run_eval",
+    "predict": "dlrun.evaluate:run_predict",
+    "landscape": "dlrun.landscape:run",
+    "lr_find": "dlrun.lr_find:run",
+}
 PRECISIONS = ("32", "bf16", "16")
 SPLITS = ("test", "val", "train")
 PROGRESS = ("auto", "rich", "plain", "none")
@@ -159,7 +232,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("dlrun_job_tag", job_tag)  # a sweep job's folder: what differs
 
 
-def _check(ok: bool, key: str, value, allowed: str) -> None:
+def require(ok: bool, key: str, value, allowed: str) -> None:
+    """The one form of a rule: a ConfigError naming key, value and what is allowed, unless `ok`."""
     if not ok:
         raise ConfigError(key, value, allowed)
 
@@ -178,7 +252,7 @@ class UnknownKeyError(ConfigError):
 # the typed parts of the config: Hydra refuses an unknown key there, except when it is added with
 # `+key=value` (force-add bypasses the schema), so the keys are checked again here
 _TYPED = {"": DlrunConfig, "data": DataConfig, "trainer": TrainerConfig, "eval": EvalConfig,
-          "predict": PredictConfig}
+          "predict": PredictConfig, "lr_find": LrFindConfig}
 
 
 def _validate_known_keys(cfg: DictConfig) -> None:
@@ -192,143 +266,77 @@ def _validate_known_keys(cfg: DictConfig) -> None:
                 raise UnknownKeyError(f"{path}.{key}" if path else str(key), known)
 
 
+def _check_typed_groups(cfg: DictConfig) -> None:
+    """Each typed group's values through its dataclass, whose `__post_init__` checks their ranges.
+
+    Nested nodes (the object-building groups, data.source) are left at their defaults here: their rules
+    live next to the components."""
+    from dataclasses import fields
+
+    for path, schema in _TYPED.items():
+        node = cfg if not path else cfg.get(path)
+        if not isinstance(node, DictConfig):
+            continue
+        names = {f.name for f in fields(schema)}
+        values = {k: node.get(k) for k in node if k in names and not isinstance(node.get(k), DictConfig)}
+        schema(**{k: OmegaConf.to_container(v, resolve=True) if isinstance(v, ListConfig) else v
+                  for k, v in values.items()})
+
+
+def _check_component_groups(cfg: DictConfig) -> None:
+    """The keys of the object-building groups, by the CONFIG_RULES written next to each component."""
+    from dlrun.models import CONFIG_RULES as MODEL
+    from dlrun.nn.losses import CONFIG_RULES as LOSS
+    from dlrun.nn.optimizers import CONFIG_RULES as OPTIMIZER
+    from dlrun.nn.regularizers import CONFIG_RULES as REGULARIZER
+
+    nodes = [("model", cfg.get("model"), MODEL), ("loss", cfg.get("loss"), LOSS),
+             ("optimizer", cfg.get("optimizer"), OPTIMIZER)]
+    nodes += [(f"regularizer.{name}", node, REGULARIZER) for name, node in (cfg.get("regularizer") or {}).items()]
+    for prefix, node, rules in nodes:
+        if not isinstance(node, DictConfig):
+            continue
+        for name, (ok, allowed) in rules.items():
+            value = node.get(name)
+            if value is not None:
+                require(ok(value), f"{prefix}.{name}", value, allowed)
+
+
 def validate(cfg: DictConfig) -> None:
-    """Reject out-of-range values before anything is built; one ConfigError names key, value, rule."""
+    """Reject unknown keys and out-of-range values before anything is built; one ConfigError names key,
+    value, rule. The rules of one group live with the group (see the module's docstring); those that
+    tie two groups together are here."""
     _validate_known_keys(cfg)
-    t, d = cfg.trainer, cfg.data
-    _check(cfg.task in TASKS, "task", cfg.task, f"one of {', '.join(TASKS)}")
-    _check(t.max_epochs >= 1, "trainer.max_epochs", t.max_epochs, "an integer >= 1")
-    _check(t.precision in PRECISIONS, "trainer.precision", t.precision, "one of 32, bf16, 16")
-    _check(t.progress in PROGRESS, "trainer.progress", t.progress, f"one of {', '.join(PROGRESS)}")
-    _check(bool(_DEVICE.match(t.device)), "trainer.device", t.device, "auto, cpu, cuda, cuda:N or mps")
-    _check(t.channels_last == "auto" or isinstance(t.channels_last, bool), "trainer.channels_last", t.channels_last,
-           "auto, true or false")
-    _check(t.num_threads >= 0, "trainer.num_threads", t.num_threads, "an integer >= 0 (0 = torch's default)")
-    _check(t.log_every_n_steps >= 1, "trainer.log_every_n_steps", t.log_every_n_steps, "an integer >= 1")
-    _check(t.limit_train_batches >= 0, "trainer.limit_train_batches", t.limit_train_batches, "an integer >= 0")
-    _check(t.gradient_clip_val >= 0, "trainer.gradient_clip_val", t.gradient_clip_val, "a number >= 0 (0 = off)")
-    _check(t.devices >= 1, "trainer.devices", t.devices, "an integer >= 1 (processes for DDP)")
-    _check(t.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", t.accumulate_grad_batches, "an integer >= 1")
-    _check(d.batch_size >= 1, "data.batch_size", d.batch_size, "an integer >= 1")
-    _check(d.eval_batch_size >= 1, "data.eval_batch_size", d.eval_batch_size, "an integer >= 1")
-    _check(0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "a fraction in [0, 1)")
-    _check(d.size >= 1, "data.size", d.size, "an integer >= 1")
-    _check(0.0 <= d.outliers < 1.0, "data.outliers", d.outliers, "a fraction in [0, 1)")
-    _check(d.num_classes >= 1, "data.num_classes", d.num_classes, "an integer >= 1")
-    _check(all(a in AUGMENTATIONS for a in d.augment), "data.augment", list(d.augment),
-           f"a list of {', '.join(AUGMENTATIONS)} (e.g. data.augment=[crop,flip])")
-    _check(d.crop_padding >= 0, "data.crop_padding", d.crop_padding, "an integer >= 0")
-    _check(0.0 <= d.erase_p <= 1.0, "data.erase_p", d.erase_p, "a probability in [0, 1]")
-    _check(d.affine_degrees >= 0 and 0 <= d.affine_translate < 1, "data.affine_degrees/affine_translate",
-           [d.affine_degrees, d.affine_translate], "degrees >= 0 and a translate fraction in [0, 1)")
-    _check(d.mix_alpha > 0, "data.mix_alpha", d.mix_alpha, "a number > 0")
-    _check(d.image_size >= 1 and d.stats_sample >= 1, "data.image_size/stats_sample", [d.image_size, d.stats_sample],
-           "integers >= 1")
-    _check(d.num_workers >= 0, "data.num_workers", d.num_workers, "an integer >= 0")
-    _check(len(d.shape) in (1, 3) and all(s >= 1 for s in d.shape), "data.shape", list(d.shape),
-           "[features] or [channels, height, width], all >= 1")
-    _check(re.match(r"^(train|val|test)/", cfg.monitor) is not None, "monitor", cfg.monitor,
-           "a metric name such as val/acc or val/loss")
-    lr = OmegaConf.select(cfg, "optimizer.lr")
-    if lr is not None:
-        _check(isinstance(lr, (int, float)) and lr > 0, "optimizer.lr", lr, "a number > 0")
-    wd = OmegaConf.select(cfg, "optimizer.weight_decay")
-    if wd is not None:
-        _check(isinstance(wd, (int, float)) and wd >= 0, "optimizer.weight_decay", wd, "a number >= 0")
-    dropout = OmegaConf.select(cfg, "model.dropout")
-    if dropout is not None:
-        _check(0.0 <= dropout < 1.0, "model.dropout", dropout, "a probability in [0, 1)")
-    _validate_components(cfg)
-    _validate_transfer(cfg)
+    _check_typed_groups(cfg)
+    _check_component_groups(cfg)
     from dlrun.target_keys import check_target_keys
 
     check_target_keys(cfg)
-    if cfg.task in ("eval", "predict"):
-        _check(cfg.ckpt_path is not None, "ckpt_path", None, f"task={cfg.task} needs ckpt_path=PATH")
-    _check(cfg.eval.split in SPLITS, "eval.split", cfg.eval.split, f"one of {', '.join(SPLITS)}")
-    _check(cfg.eval.topk >= 1, "eval.topk", cfg.eval.topk, "an integer >= 1")
-    _check(cfg.predict.topk >= 1, "predict.topk", cfg.predict.topk, "an integer >= 1")
+    n, freeze = cfg.trainer.unfreeze_at_epoch, OmegaConf.select(cfg, "model.freeze")
+    if n:
+        require(freeze not in (None, "none", 0), "trainer.unfreeze_at_epoch", n,
+                "needs frozen layers: model.freeze=backbone or N")
+        require(cfg.trainer.devices == 1, "trainer.unfreeze_at_epoch", n,
+                "a single process (DistributedDataParallel fixes its parameters when it starts)")
     if cfg.task == "predict":
-        _check(bool(cfg.predict.inputs), "predict.inputs", cfg.predict.inputs,
-               "task=predict needs predict.inputs=PATH (an image, a folder, a glob or a .npy file)")
+        require(bool(cfg.predict.inputs), "predict.inputs", cfg.predict.inputs,
+                "task=predict needs predict.inputs=PATH (an image, a folder, a glob or a .npy file)")
     if cfg.task == "landscape":
-        _validate_landscape(cfg.landscape)
+        if cfg.landscape is None:
+            from pathlib import Path
+
+            names = sorted(p.stem for p in (Path(__file__).parent / "conf" / "landscape").glob("*.yaml"))
+            raise ConfigError("landscape", None, f"task=landscape needs landscape=NAME, one of {', '.join(names)}")
+        from dlrun.landscape.task import check_config
+
+        check_config(cfg.landscape)
     elif cfg.landscape is not None:  # `dlrun landscape=bowl` alone would silently train the default network
         raise ConfigError("task", cfg.task, "landscape=... is chosen: add task=landscape (or drop landscape=)")
 
 
-def _validate_components(cfg) -> None:
-    """The numeric keys of the loss, regularizer and scheduler groups (dlrun/nn/*.py builds them)."""
-    _check(0.0 < cfg.data.test_fraction < 1.0, "data.test_fraction", cfg.data.test_fraction, "a fraction in (0, 1)")
-    for key, rule, text in (("loss.delta", lambda v: v > 0, "a number > 0"),
-                            ("optimizer.beta", lambda v: 0 <= v < 1, "a number in [0, 1)")):
-        v = OmegaConf.select(cfg, key)
-        if v is not None:
-            _check(_number(v) and rule(v), key, v, text)
-    reg = cfg.get("regularizer") or {}
-    for name in reg:
-        node = reg[name]
-        for field_name, rule, text in (("strength", lambda v: v >= 0, "a number >= 0 (lambda)"),
-                                       ("alpha", lambda v: 0 <= v <= 1, "a number in [0, 1] (the l1 share)"),
-                                       ("p", lambda v: 0 <= v < 1, "a probability in [0, 1)")):
-            v = node.get(field_name) if isinstance(node, DictConfig) else None
-            if v is not None:
-                _check(_number(v) and rule(v), f"regularizer.{name}.{field_name}", v, text)
-
-
-def _validate_transfer(cfg) -> None:
-    """model.pretrained / model.freeze / optimizer.head_lr_mult / trainer.unfreeze_at_epoch (dlrun/transfer.py)."""
-    freeze = OmegaConf.select(cfg, "model.freeze")
-    if freeze is not None:
-        _check(freeze in ("none", "backbone") or (isinstance(freeze, int) and not isinstance(freeze, bool)
-                                                  and freeze >= 0),
-               "model.freeze", freeze, "none, backbone or a number of leading parameterised layers")
-    pretrained = OmegaConf.select(cfg, "model.pretrained")
-    _check(pretrained is None or isinstance(pretrained, str), "model.pretrained", pretrained,
-           "a checkpoint or state_dict file, or torchvision:<Weights enum>.<entry>")
-    mult = OmegaConf.select(cfg, "optimizer.head_lr_mult")
-    if mult is not None:
-        _check(_number(mult) and mult > 0, "optimizer.head_lr_mult", mult, "a number > 0 (the head's lr = lr * mult)")
-    n = cfg.trainer.unfreeze_at_epoch
-    _check(n >= 0, "trainer.unfreeze_at_epoch", n, "an integer >= 0 (0 = never)")
-    if n:
-        _check(freeze not in (None, "none", 0), "trainer.unfreeze_at_epoch", n, "needs frozen layers: model.freeze=backbone or N")
-        _check(cfg.trainer.devices == 1, "trainer.unfreeze_at_epoch", n,
-               "a single process (DistributedDataParallel fixes its parameters when it starts)")
-
-
-def _number(v) -> bool:
+def is_number(v) -> bool:
+    """For the CONFIG_RULES tables: a config value that is a number (true/false are not)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _pair(v) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_number, v))
-
-
-def _validate_landscape(lc) -> None:
-    """The keys of dlrun/conf/landscape/*.yaml (the surface name and landscape.expr are checked by the task)."""
-    from pathlib import Path
-
-    if lc is None:
-        names = sorted(p.stem for p in (Path(__file__).parent / "conf" / "landscape").glob("*.yaml"))
-        raise ConfigError("landscape", None, f"task=landscape needs landscape=NAME, one of {', '.join(names)}")
-    lc = OmegaConf.to_container(lc, resolve=True)
-    _check(_pair(lc.get("start")), "landscape.start", lc.get("start"), "[x, y], two numbers")
-    steps = lc.get("steps")
-    _check(isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1, "landscape.steps", steps,
-           "an integer >= 1")
-    _check(_number(lc.get("eps")) and lc["eps"] > 0, "landscape.eps", lc.get("eps"), "a number > 0")
-    minima = lc.get("minima")
-    _check(minima is None or (isinstance(minima, list) and all(map(_pair, minima))), "landscape.minima", minima,
-           "null (the minima found) or a list of [x, y] points")
-    bounds = lc.get("bounds")
-    _check(isinstance(bounds, list) and len(bounds) == 2 and all(_pair(b) and b[0] < b[1] for b in bounds),
-           "landscape.bounds", bounds, "[[x_min, x_max], [y_min, y_max]] with min < max")
-    grid = lc.get("critical_grid")
-    _check(isinstance(grid, int) and not isinstance(grid, bool) and 1 <= grid <= 100, "landscape.critical_grid",
-           grid, "an integer in [1, 100] (Newton starts per axis)")
-    expr = lc.get("expr")
-    _check(expr is None or isinstance(expr, str), "landscape.expr", expr, "a quoted expression such as \"x**2 - y**2\"")
 
 
 _FROM_ENV = re.compile(r"\$\{(oc\.env|env):")

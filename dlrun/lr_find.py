@@ -96,15 +96,10 @@ def plot(curve: dict, path: Path) -> None:
 
 def run(cfg, run_dir: Path) -> float | None:
     from dlrun.console import console
-    from dlrun.errors import ConfigError
     from dlrun.records import write_json
     from dlrun.tasks import build_loop
 
-    f = cfg.lr_find
-    if not 0 < f.min_lr < f.max_lr:
-        raise ConfigError("lr_find.min_lr", f.min_lr, f"a positive lr below lr_find.max_lr={f.max_lr}")
-    if f.num_steps < 10:
-        raise ConfigError("lr_find.num_steps", f.num_steps, "at least 10")
+    f = cfg.lr_find  # its ranges: dlrun/config.py LrFindConfig
     run_dir.mkdir(parents=True, exist_ok=True)
     loop = build_loop(cfg, run_dir)
     curve = range_test(loop, f.min_lr, f.max_lr, f.num_steps, f.smoothing, f.diverge)

@@ -127,12 +127,12 @@ def _same(a, b) -> bool:
 def _whole_config_changes(cfg: DictConfig, saved: SavedRun) -> list[tuple[str, object, object]]:
     """Called from Python there is no command line: every key of the config is compared, after the keys a
     resume may change are set back to the saved run's (so that `${trainer.max_epochs}` compares equal)."""
-    from dlrun.nn.regularizers import apply_model_options
+    from dlrun.nn.regularizers import with_model_options
 
-    new, old = cfg.copy(), saved.config.copy()
+    # a checkpoint stores the config after the regularizer set model options
+    new, old = (with_model_options(node.copy()) for node in (cfg, saved.config))
     for node in (new, old):
         OmegaConf.set_struct(node, False)
-        apply_model_options(node)  # a checkpoint stores the config after the regularizer set model options
     changes = []
     for key in RESUMABLE + _IGNORED:
         value, before = OmegaConf.select(new, key), OmegaConf.select(old, key)

@@ -36,23 +36,21 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def build_loop(cfg: DictConfig, run_dir: Path):
-    """Everything a run needs, built from the config in dependency order: device, data, model, ..."""
+def build_loop(cfg: DictConfig, run_dir: Path, unfrozen: bool = False):
+    """Everything a run needs, in dependency order: threads and seed, device, data, then what trains
+    (dlrun/assembly.py), then the callbacks. `unfrozen`: see assemble()."""
     import torch
 
     from dlrun import distributed
+    from dlrun.assembly import assemble
     from dlrun.callbacks.base import build_callbacks
     from dlrun.callbacks.progress import make_progress
     from dlrun.callbacks.unfreeze import Unfreeze
-    from dlrun.config import TrainerConfig, build
+    from dlrun.config import TrainerConfig
     from dlrun.data import build_data
-    from dlrun.device import autocast_dtype, select_device, use_channels_last
+    from dlrun.device import autocast_dtype, select_device
     from dlrun.loop import Loop
-    from dlrun.models import build_model_and_loss
-    from dlrun.nn.initializers import initialize
-    from dlrun.nn.regularizers import build_penalty
     from dlrun.sweep import threads_from_scheduler, threads_per_job
-    from dlrun.transfer import build_optimizer
 
     t = cfg.trainer
     if threads := t.num_threads or threads_from_scheduler() or threads_per_job():
@@ -64,32 +62,7 @@ def build_loop(cfg: DictConfig, run_dir: Path):
     data = build_data(cfg.data, device, cfg.seed)
     if ddp:
         distributed.shard(data, cfg.data.name)
-    if data.info.task == "regression" and cfg.monitor.endswith("/acc"):
-        raise ConfigError("monitor", cfg.monitor, "regression data has no accuracy: val/loss, val/mae or val/rmse")
-    # empty initializer: PyTorch's default initialisation; it runs before model.pretrained loads its weights
-    init = (lambda m, f=build(cfg.initializer, "initializer"): initialize(m, f)) if cfg.initializer else None
-    model, loss_fn = build_model_and_loss(cfg, data.info, init=init)
-    model = model.to(device)
-    if cfg.data.batch_size < 2 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        raise ConfigError("data.batch_size", cfg.data.batch_size, "at least 2 for a model with batch norm "
-                          "(it normalises over the batch)")
-    augment = getattr(data.train, "augment", None)
-    if augment is not None and augment.soft_targets and getattr(loss_fn, "target_form", None) != "index":
-        raise ConfigError("data.augment", list(cfg.data.augment), "mixup and cutmix make class-probability targets, "
-                          "which need loss=cross_entropy (or sparse_cce)")
-    if use_channels_last(t.channels_last, device, amp_dtype, model):  # only 4-d tensors change: images, convs
-        model = model.to(memory_format=torch.channels_last)
-        data.to_channels_last()
-    if ddp and t.sync_batchnorm:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    core = model  # the plain module: optimizer groups and penalties are found on it, checkpoints save it
-    if ddp:
-        model = distributed.wrap(model, device)
-    if t.compile:  # in place: the module, its parameter names and its checkpoints stay the plain ones
-        model.compile()
-    optimizer = build_optimizer(cfg.optimizer, core)  # trainable parameters only (model.freeze)
-    scheduler = build(cfg.scheduler, "scheduler")(optimizer) if cfg.scheduler else None
-    penalty = build_penalty(cfg, core)
+    run = assemble(cfg, data, device, amp_dtype, ddp=ddp, unfrozen=unfrozen)
     callbacks = build_callbacks(cfg.callbacks)
     if t.unfreeze_at_epoch:
         callbacks["unfreeze"] = Unfreeze(t.unfreeze_at_epoch)
@@ -103,8 +76,9 @@ def build_loop(cfg: DictConfig, run_dir: Path):
         callbacks = distributed.quiet_rank(callbacks)
     settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainerConfig), t))  # plain attributes
     return Loop(settings=settings, monitor=cfg.monitor, tta=OmegaConf.select(cfg, "eval.tta", default="none"),
-                run_config=cfg, run_dir=run_dir, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
-                data=data, device=device, amp_dtype=amp_dtype, callbacks=callbacks, penalty=penalty)
+                run_config=run.cfg, run_dir=run_dir, model=run.model, loss_fn=run.loss_fn, optimizer=run.optimizer,
+                scheduler=run.scheduler, data=data, device=device, amp_dtype=amp_dtype, callbacks=callbacks,
+                penalty=run.penalty)
 
 
 def train(cfg: DictConfig, run_dir: Path):
@@ -147,10 +121,10 @@ def _train(cfg: DictConfig, run_dir: Path):
     if state is None or not (run_dir / "env.json").exists():  # a resume keeps the first start's provenance
         write_env(run_dir, cfg)
 
-    loop = build_loop(cfg, run_dir)
+    # a run resumed after its frozen layers joined the optimizer: its saved optimizer holds their group
+    unfrozen = bool(state and cfg.trainer.unfreeze_at_epoch and state.get("callbacks", {}).get("unfreeze", {}).get("done"))
+    loop = build_loop(cfg, run_dir, unfrozen=unfrozen)
     if state is not None:
-        if state.get("callbacks", {}).get("unfreeze", {}).get("done") and "unfreeze" in loop.callbacks:
-            loop.callbacks["unfreeze"].apply(loop)  # the saved optimizer already holds the unfrozen group
         checkpoint.restore(loop, state, resume_path)
         log.info("resumed from %s at epoch %d, step %d", resume_path, loop.epoch, loop.step)
     n_params = sum(p.numel() for p in loop.model.parameters())
@@ -238,19 +212,10 @@ def _objective(cfg: DictConfig, summary: dict) -> float:
     return float("nan") if value is None else value
 
 
-# task name -> "module:function"; imported only when chosen, so each task lives in its own module
-TASKS = {
-    "train": "dlrun.tasks:train",
-    "summary": "dlrun.model_summary:run",
-    "eval": "dlrun.evaluate:run_eval",
-    "predict": "dlrun.evaluate:run_predict",
-    "landscape": "dlrun.landscape:run",
-    "lr_find": "dlrun.lr_find:run",
-}
-
-
 def _task_function(name: str):
     import importlib
+
+    from dlrun.config import TASKS  # name -> "module:function", imported only when chosen
 
     module, func = TASKS[name].split(":")
     return getattr(importlib.import_module(module), func)

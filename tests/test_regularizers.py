@@ -9,7 +9,7 @@ from torch import nn
 
 from conftest import make_cfg
 from dlrun.errors import ConfigError
-from dlrun.nn.regularizers import Penalty, apply_model_options, build_penalty
+from dlrun.nn.regularizers import Penalty, build_penalty, with_model_options
 from dlrun.tasks import build_loop
 
 
@@ -88,14 +88,14 @@ def test_dropout_and_batchnorm_set_the_model_options(tiny_cfg, tmp_path):
     kinds = [type(m) for m in loop.model]
     assert nn.Dropout in kinds and nn.BatchNorm1d in kinds
     assert next(m for m in loop.model if isinstance(m, nn.Dropout)).p == 0.3
-    assert cfg.model.dropout == 0.3 and cfg.model.batchnorm is True  # in the config the checkpoint stores
+    assert loop.run_config.model.dropout == 0.3 and loop.run_config.model.batchnorm is True  # in the config the checkpoint stores
     assert loop.penalty is not None
 
 
 def test_a_model_without_the_option_fails_clearly():
     cfg = OmegaConf.create({"model": {"_target_": "pkg.Perceptron", "lr": 1.0}, "regularizer": {"dropout": {"p": 0.5}}})
     with pytest.raises(ConfigError, match="has no model.dropout option"):
-        apply_model_options(cfg)
+        with_model_options(cfg)
 
 
 def test_bad_strength_is_rejected_before_training():

@@ -1,4 +1,4 @@
-"""Transfer learning (dlrun/transfer.py): load pretrained weights, replace the head, freeze, adapt channels."""
+"""Transfer learning (dlrun/models/transfer.py): load pretrained weights, replace the head, freeze, adapt channels."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Gradual unfreezing (`trainer.unfreeze_at_epoch=N`): from epoch N on, the layers `model.freeze` froze train too.
 
-They join the optimizer as a new parameter group at the rate the rest of the network trains at (the first
-group's lr divided by its head multiplier), so their optimizer state starts at zero when they start moving.
+They join the optimizer as a new parameter group at the rate the rest of the network trains at
+(dlrun/nn/optimizers.py add_unfrozen_group), so their optimizer state starts at zero when they start moving.
+A resumed run that had unfrozen them gets the group when it is assembled (dlrun/assembly.py).
 """
 
 from __future__ import annotations
@@ -23,31 +24,15 @@ class Unfreeze(Callback):
     def on_epoch_start(self, loop) -> None:
         if self.done or loop.epoch + 1 < self.epoch:
             return
-        self.apply(loop)
-
-    def apply(self, loop) -> None:
-        """Unfreeze now (also called before a resume puts back an optimizer that already had the group)."""
         from dlrun.checkpoint import unwrap
-        from dlrun.transfer import unfreeze
+        from dlrun.models.transfer import unfreeze
+        from dlrun.nn.optimizers import add_unfrozen_group
 
         self.done = True
         params = unfreeze(unwrap(loop.model))
         if not params:
             return
-        opt = loop.optimizer
-        first = opt.param_groups[0]
-        mult = first.get("lr_mult", 1.0)
-        group = {"params": params, "lr": first["lr"] / mult, "lr_mult": 1.0}
-        if "initial_lr" in first:  # a scheduler scales every group from its initial lr
-            group["initial_lr"] = first["initial_lr"] / mult
-        opt.add_param_group(group)
-        # a scheduler keeps one entry per group: the new group follows the first group's schedule
-        scheduler = loop.scheduler
-        if hasattr(scheduler, "base_lrs"):
-            scheduler.base_lrs.append(group.get("initial_lr", group["lr"]))
-        for per_group in ("lr_lambdas", "min_lrs"):  # LambdaLR's factors, ReduceLROnPlateau's floors
-            if isinstance(getattr(scheduler, per_group, None), list):
-                getattr(scheduler, per_group).append(getattr(scheduler, per_group)[0])
+        group = add_unfrozen_group(loop.optimizer, params, loop.scheduler)
         log.info("epoch %d: unfroze %d parameter tensors (%s values), lr %.3g", loop.epoch + 1, len(params),
                  f"{sum(p.numel() for p in params):,}", group["lr"])
 

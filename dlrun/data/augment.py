@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlrun.config import AUGMENTATIONS
 from dlrun.errors import ConfigError
 
 SOFT = ("mixup", "cutmix")  # the transforms that mix labels
@@ -119,9 +118,6 @@ class Augment:
 
     def __init__(self, names, num_classes: int, *, crop_padding: int = 4, erase_p: float = 0.5,
                  affine_degrees: float = 10.0, affine_translate: float = 0.1, mix_alpha: float = 1.0):
-        unknown = [n for n in names if n not in AUGMENTATIONS]
-        if unknown:
-            raise ConfigError("data.augment", list(names), f"a list of {', '.join(AUGMENTATIONS)}")
         self.names = list(names)
         self.num_classes = num_classes
         self.crop_padding, self.erase_p = crop_padding, erase_p

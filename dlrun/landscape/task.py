@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from dlrun.config import is_number, require
 from dlrun.errors import DlrunError
 from dlrun.landscape.critical import DTYPE, CriticalPoint, find_critical_points
 from dlrun.landscape.surfaces import get_surface
@@ -231,6 +232,33 @@ def _print_tables(record: dict, result: dict) -> None:
     if not points:
         crit.caption = "none found in the box"
     show(crit)
+
+
+def _pair(v) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(is_number, v))
+
+
+def check_config(lc: DictConfig) -> None:
+    """The keys of dlrun/conf/landscape/*.yaml, before anything runs (dlrun/config.py validate calls it);
+    the surface name and landscape.expr are checked when the surface is built."""
+    lc = OmegaConf.to_container(lc, resolve=True)
+    require(_pair(lc.get("start")), "landscape.start", lc.get("start"), "[x, y], two numbers")
+    steps = lc.get("steps")
+    require(isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1, "landscape.steps", steps,
+            "an integer >= 1")
+    require(is_number(lc.get("eps")) and lc["eps"] > 0, "landscape.eps", lc.get("eps"), "a number > 0")
+    minima = lc.get("minima")
+    require(minima is None or (isinstance(minima, list) and all(map(_pair, minima))), "landscape.minima", minima,
+            "null (the minima found) or a list of [x, y] points")
+    bounds = lc.get("bounds")
+    require(isinstance(bounds, list) and len(bounds) == 2 and all(_pair(b) and b[0] < b[1] for b in bounds),
+            "landscape.bounds", bounds, "[[x_min, x_max], [y_min, y_max]] with min < max")
+    grid = lc.get("critical_grid")
+    require(isinstance(grid, int) and not isinstance(grid, bool) and 1 <= grid <= 100, "landscape.critical_grid",
+            grid, "an integer in [1, 100] (Newton starts per axis)")
+    expr = lc.get("expr")
+    require(expr is None or isinstance(expr, str), "landscape.expr", expr,
+            "a quoted expression such as \"x**2 - y**2\"")
 
 
 def run(cfg: DictConfig, run_dir: Path):

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from dlrun.config import is_number
+
+
+def _freeze_spec(v) -> bool:
+    return v in ("none", "backbone") or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+
+
+# the model group's keys that dlrun reads itself, checked before anything is built (dlrun/config.py validate)
+CONFIG_RULES = {
+    "dropout": (lambda v: is_number(v) and 0 <= v < 1, "a probability in [0, 1)"),
+    "freeze": (_freeze_spec, "none, backbone or a number of leading parameterised layers"),
+    "pretrained": (lambda v: isinstance(v, str),
+                   "a checkpoint or state_dict file, or torchvision:<Weights enum>.<entry>"),
+}
+
 
 def build_model(cfg, info, init=None, pretrained: bool = True):
     """Instantiate `cfg.model` (a `_target_` config) with the data's input shape and class count.
 
-    dlrun's own keys of the model node (`pretrained`, `freeze`: dlrun/transfer.py) are applied after the
+    dlrun's own keys of the model node (`pretrained`, `freeze`: dlrun/models/transfer.py) are applied after the
     model is built: `init` (a function of the model, the initializer group) first, so that it sets only
     what the pretrained file does not replace. `pretrained=False` skips the file (a checkpoint follows).
     """
@@ -14,7 +29,7 @@ def build_model(cfg, info, init=None, pretrained: bool = True):
 
     from dlrun.config import build
     from dlrun.contracts import check_type
-    from dlrun.transfer import freeze, load_pretrained, split_model_node
+    from dlrun.models.transfer import freeze, load_pretrained, split_model_node
 
     node, spec, frozen = split_model_node(cfg)
     model = build(node, "model", in_shape=tuple(info.in_shape), num_classes=info.num_classes)
@@ -30,11 +45,10 @@ def build_model(cfg, info, init=None, pretrained: bool = True):
 def build_model_and_loss(cfg, info, init=None, pretrained: bool = True):
     """(model, loss) as every task builds them (train, summary, eval, predict): the loss is checked against
     the data first and fixes the output width (one output for bce/hinge on two classes); the regularizer
-    group may switch model options on (dropout, batchnorm) before the model is built."""
+    group may switch model options on (dropout, batchnorm) in the model node that is built."""
     from dlrun.nn.losses import build_loss, model_info
-    from dlrun.nn.regularizers import apply_model_options
+    from dlrun.nn.regularizers import with_model_options
 
     loss_fn = build_loss(cfg.loss, info)  # fails here when the loss does not fit the data
-    apply_model_options(cfg)
-    model = build_model(cfg.model, model_info(loss_fn, info), init=init, pretrained=pretrained)
+    model = build_model(with_model_options(cfg).model, model_info(loss_fn, info), init=init, pretrained=pretrained)
     return model, loss_fn

@@ -1,5 +1,5 @@
 """`model=torchvision model.name=resnet18`: a torchvision architecture with torchvision's own parameter names,
-so `model.pretrained=torchvision:ResNet18_Weights.IMAGENET1K_V1` (dlrun/transfer.py) has a model it fits.
+so `model.pretrained=torchvision:ResNet18_Weights.IMAGENET1K_V1` (dlrun/models/transfer.py) has a model it fits.
 
 The network is torchvision.models.get_model(name, weights=None, num_classes=...) itself (no wrapper module:
 a wrapper would prefix every parameter name); its first convolution is rebuilt for the data's channels

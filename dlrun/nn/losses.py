@@ -14,9 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlrun.config import is_number
 from dlrun.errors import ConfigError
 
 REGRESSION = ("mse", "mae", "huber", "pseudo_huber")
+# the loss group's keys, checked before anything is built (dlrun/config.py validate): key -> (rule, allowed)
+CONFIG_RULES = {"delta": (lambda v: is_number(v) and v > 0, "a number > 0")}  # huber, pseudo_huber
 
 
 def fitting_losses(info) -> list[str]:
@@ -108,14 +111,10 @@ class Huber(Loss):
         return F.huber_loss(output, target, delta=self.delta)
 
 
-class PseudoHuber(Loss):
+class PseudoHuber(Huber):
     """delta^2 (sqrt(1 + (r/delta)^2) - 1): a smooth Huber (differentiable everywhere)."""
 
     name = "pseudo_huber"
-
-    def __init__(self, delta: float = 1.0):
-        super().__init__()
-        self.delta = delta
 
     def compute(self, output, target):
         r = (output - target) / self.delta

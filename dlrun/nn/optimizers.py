@@ -13,6 +13,16 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
+from dlrun.config import is_number
+
+# the optimizer group's keys, checked before anything is built (dlrun/config.py validate): key -> (rule, allowed)
+CONFIG_RULES = {
+    "lr": (lambda v: is_number(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "beta": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),  # Momentum
+    "head_lr_mult": (lambda v: is_number(v) and v > 0, "a number > 0 (the head's lr = lr * mult)"),
+}
+
 
 class _EachParameter(Optimizer):
     """One step: every parameter's gradient g (+ weight_decay w: L2, coupled) handed to `_update`."""
@@ -39,8 +49,6 @@ class Momentum(_EachParameter):
     """
 
     def __init__(self, params, lr: float = 0.01, beta: float = 0.9, weight_decay: float = 0.0):
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must be in [0, 1), got {beta}")
         super().__init__(params, dict(lr=lr, beta=beta, weight_decay=weight_decay))
 
     def _update(self, p, g, state, group):
@@ -113,6 +121,56 @@ def rmsprop(params, eps_inside_sqrt: bool = False, **kwargs) -> Optimizer:
 def adam(params, eps_inside_sqrt: bool = False, fused: bool | None = None, **kwargs) -> Optimizer:
     """torch.optim.Adam, or the notes' RootEpsAdam with eps_inside_sqrt=True (one plain loop: `fused` is torch's)."""
     return RootEpsAdam(params, **kwargs) if eps_inside_sqrt else torch.optim.Adam(params, fused=fused, **kwargs)
+
+
+# -- parameter groups: the head's lr and the layers unfrozen later ---------------------------------------------
+def build_optimizer(node, model: torch.nn.Module) -> Optimizer:
+    """The optimizer over the trainable parameters only (model.freeze); with `head_lr_mult` the model's head
+    (its last parameterised layer, dlrun/models/transfer.py) is a group of its own at lr * mult."""
+    from omegaconf import OmegaConf
+
+    from dlrun.config import build
+    from dlrun.errors import ConfigError
+    from dlrun.models.transfer import head
+
+    mult = node.get("head_lr_mult")
+    if "head_lr_mult" in node:
+        plain = OmegaConf.to_container(node, resolve=True)
+        plain.pop("head_lr_mult")
+        node = OmegaConf.create(plain)
+    make = build(node, "optimizer")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ConfigError("model.freeze", "all", "leaves no trainable parameter")
+    if mult is None or mult == 1:
+        return make(trainable)
+    lr = node.get("lr")
+    if lr is None:
+        raise ConfigError("optimizer.head_lr_mult", mult, "needs an optimizer with an lr key")
+    head_ids = {id(p) for p in head(model)[1].parameters()}
+    body = [p for p in trainable if id(p) not in head_ids]
+    top = [p for p in trainable if id(p) in head_ids]
+    # lr_mult is kept in each group so that add_unfrozen_group finds the body's rate again
+    groups = ([{"params": body, "lr_mult": 1.0}] if body else []) + [{"params": top, "lr": lr * mult, "lr_mult": mult}]
+    return make(groups)
+
+
+def add_unfrozen_group(optimizer: Optimizer, params: list, scheduler=None) -> dict:
+    """Hand layers that were frozen to the optimizer as a new group at the body's rate (the first group's lr
+    divided by its head multiplier), its state starting at zero; a scheduler follows the first group's
+    schedule for it. Returns the group."""
+    first = optimizer.param_groups[0]
+    mult = first.get("lr_mult", 1.0)
+    group = {"params": params, "lr": first["lr"] / mult, "lr_mult": 1.0}
+    if "initial_lr" in first:  # a scheduler scales every group from its initial lr
+        group["initial_lr"] = first["initial_lr"] / mult
+    optimizer.add_param_group(group)
+    if hasattr(scheduler, "base_lrs"):  # a scheduler keeps one entry per group
+        scheduler.base_lrs.append(group.get("initial_lr", group["lr"]))
+    for per_group in ("lr_lambdas", "min_lrs"):  # LambdaLR's factors, ReduceLROnPlateau's floors
+        if isinstance(getattr(scheduler, per_group, None), list):
+            getattr(scheduler, per_group).append(getattr(scheduler, per_group)[0])
+    return optimizer.param_groups[-1]
 
 
 # the keyword arguments each factory passes on (**kwargs), so that a key none of them takes is refused

@@ -12,8 +12,16 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
+from dlrun.config import is_number
 from dlrun.errors import ConfigError
 from dlrun.nn.initializers import weight_layers
+
+# the keys of each regularizer=... entry, checked before anything is built (dlrun/config.py validate)
+CONFIG_RULES = {
+    "strength": (lambda v: is_number(v) and v >= 0, "a number >= 0 (lambda)"),
+    "alpha": (lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1] (the l1 share)"),
+    "p": (lambda v: is_number(v) and 0 <= v < 1, "a probability in [0, 1)"),  # dropout
+}
 
 
 class L1:
@@ -81,9 +89,13 @@ MODEL_OPTIONS = {
 }
 
 
-def apply_model_options(cfg: DictConfig) -> None:
-    """Set model.dropout / model.batchnorm from the regularizer group, in the config itself, so that the
-    stored config (checkpoints, task=eval) rebuilds the same network. Fails if the model has no such option."""
+def with_model_options(cfg: DictConfig) -> DictConfig:
+    """A copy of `cfg` whose model.dropout / model.batchnorm are set from the regularizer group (`cfg` itself
+    when it sets none); a run stores that copy, so its checkpoint rebuilds the same network. Fails if the
+    model has no such option."""
+    import copy
+
+    options = {}
     for key, node in (cfg.get("regularizer") or {}).items():
         if key not in MODEL_OPTIONS:
             continue
@@ -92,7 +104,13 @@ def apply_model_options(cfg: DictConfig) -> None:
             target = str(cfg.model.get("_target_", "?")).rsplit(".", 1)[-1]
             raise ConfigError("regularizer", key, f"the model ({target}) has no model.{option} option; "
                               f"use a penalty (l1, l2, elastic_net) or a model with one (mlp, lenet, ...)")
-        cfg.model[option] = value(node)
+        options[option] = value(node)
+    if not options:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    for option, value in options.items():
+        cfg.model[option] = value
+    return cfg
 
 
 def build_penalty(cfg: DictConfig, model: torch.nn.Module) -> Penalty | None:

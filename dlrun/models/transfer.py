@@ -6,8 +6,8 @@
   A first convolution pretrained on 3 channels is adapted to 1-channel data (and the reverse).
 - `model.freeze=none|backbone|N`: the frozen parameters get requires_grad=False, are left out of the optimizer
   and their batch-norm layers stay in eval mode, so nothing about them changes while training.
-- `optimizer.head_lr_mult`: the head trains at lr * mult; `trainer.unfreeze_at_epoch` (dlrun/callbacks/unfreeze.py)
-  hands the frozen layers to the optimizer later.
+- `optimizer.head_lr_mult` (the head trains at lr * mult) and the group that `trainer.unfreeze_at_epoch` adds later
+  are the optimizer's parameter groups: dlrun/nn/optimizers.py.
 """
 
 from __future__ import annotations
@@ -183,20 +183,20 @@ def _keep_eval(module: nn.Module, args) -> None:
 
 
 def freeze(model: nn.Module, spec) -> list[str]:
-    """Freeze `none`, the `backbone` (all but the head) or the N leading parameterised layers; returns their names."""
+    """Freeze `none`, the `backbone` (all but the head) or the N leading parameterised layers; returns their names.
+
+    The spec's form is checked with the config (dlrun/models CONFIG_RULES); here, what needs the model."""
     layers = parameterised_layers(model)
-    if spec in (None, "none", 0, "0"):
+    if spec in (None, "none", 0):
         chosen = []
     elif spec == "backbone":
         chosen = layers[:-1]
-    elif isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
+    else:
         n = int(spec)
         if not 0 <= n < len(layers):
             raise ConfigError("model.freeze", spec, f"none, backbone or a number of leading layers below "
                               f"{len(layers)} (the model's parameterised layers; freezing all leaves nothing to train)")
         chosen = layers[:n]
-    else:
-        raise ConfigError("model.freeze", spec, "none, backbone or a number of leading parameterised layers")
     for _, m in chosen:
         m.requires_grad_(False)  # recurse=True is harmless: a parameterised layer's children own nothing here
         m.dlrun_frozen = True
@@ -221,30 +221,3 @@ def unfreeze(model: nn.Module) -> list[nn.Parameter]:
                     p.requires_grad_(True)
                     params.append(p)
     return params
-
-
-# -- the optimizer ----------------------------------------------------------------------------------------
-def build_optimizer(node, model: nn.Module):
-    """The optimizer over the trainable parameters only; with `head_lr_mult` the head is a group at lr * mult."""
-    from dlrun.config import build
-
-    mult = node.get("head_lr_mult")
-    if "head_lr_mult" in node:
-        plain = OmegaConf.to_container(node, resolve=True)
-        plain.pop("head_lr_mult")
-        node = OmegaConf.create(plain)
-    make = build(node, "optimizer")
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
-        raise ConfigError("model.freeze", "all", "leaves no trainable parameter")
-    if mult is None or mult == 1:
-        return make(trainable)
-    lr = node.get("lr")
-    if lr is None:
-        raise ConfigError("optimizer.head_lr_mult", mult, "needs an optimizer with an lr key")
-    head_ids = {id(p) for p in head(model)[1].parameters()}
-    body = [p for p in trainable if id(p) not in head_ids]
-    top = [p for p in trainable if id(p) in head_ids]
-    # lr_mult is kept in each group so that dlrun/callbacks/unfreeze.py finds the body's rate again
-    groups = ([{"params": body, "lr_mult": 1.0}] if body else []) + [{"params": top, "lr": lr * mult, "lr_mult": mult}]
-    return make(groups)
