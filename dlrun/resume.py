@@ -100,7 +100,8 @@ def _given_overrides() -> tuple[list[str], dict] | None:
     if not HydraConfig.initialized():
         return None
     hc = HydraConfig.get()
-    return list(hc.overrides.task), OmegaConf.to_container(hc.runtime.choices)
+    # as typed (resolve=False): an override's `${oc.env:...}` must not become the secret in resumes.jsonl
+    return OmegaConf.to_container(hc.overrides.task, resolve=False), OmegaConf.to_container(hc.runtime.choices)
 
 
 def _flat(node, prefix: str = "") -> dict:

@@ -57,7 +57,7 @@ def check_summary(run_dir: Path, code: int) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=int(os.environ.get("DLRUN_FUZZ_EXAMPLES", 250)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("DLRUN_FUZZ_EXAMPLES", 80)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(args=overrides)
 def test_fuzz_in_process(args, tmp_path_factory, monkeypatch, caplog):
     monkeypatch.setenv("DLRUN_DEBUG", "1")  # a non-user error would raise here and fail the test

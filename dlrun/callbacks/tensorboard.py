@@ -79,12 +79,14 @@ def hydra_context(run_dir) -> tuple[dict, list[str], bool]:
     """(group choices, command-line overrides, whether it is a sweep's job) of the run: from Hydra when it runs
     this process, else from the run folder's .hydra/hydra.yaml; empty without either (a loop built in Python)."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
     if HydraConfig.initialized():
         from dlrun.sweep import in_multirun
 
         hc = HydraConfig.get()
-        return dict(hc.runtime.choices), list(hc.overrides.task), in_multirun()
+        # as typed: an override's `${oc.env:...}` would resolve to the secret it names when read from the ListConfig
+        return dict(hc.runtime.choices), OmegaConf.to_container(hc.overrides.task, resolve=False), in_multirun()
     path = run_dir / ".hydra" / "hydra.yaml"
     if path.is_file():
         import yaml
