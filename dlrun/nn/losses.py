@@ -146,16 +146,21 @@ class BinaryCrossEntropy(Loss):
         return F.binary_cross_entropy_with_logits(output, target)
 
 
-class CategoricalCrossEntropy(Loss):
-    """-sum_j y_j log softmax(z)_j on one-hot (or, with label_smoothing, soft) targets."""
+class _SoftmaxLoss(Loss):
+    """The cross-entropies over classes: a softmax output, labels, optional label smoothing."""
 
-    name = "cce"
     output_activation = "softmax"
     needs_labels = True
 
     def __init__(self, label_smoothing: float = 0.0):
         super().__init__()
         self.label_smoothing = label_smoothing
+
+
+class CategoricalCrossEntropy(_SoftmaxLoss):
+    """-sum_j y_j log softmax(z)_j on one-hot (or, with label_smoothing, soft) targets."""
+
+    name = "cce"
 
     def compute(self, output, target):
         if self.label_smoothing:
@@ -163,16 +168,10 @@ class CategoricalCrossEntropy(Loss):
         return -(target * F.log_softmax(output, dim=1)).sum(dim=1).mean()
 
 
-class SparseCategoricalCrossEntropy(Loss):
+class SparseCategoricalCrossEntropy(_SoftmaxLoss):
     """Categorical cross-entropy on integer labels, without building the one-hot matrix."""
 
     name = "sparse_cce"
-    output_activation = "softmax"
-    needs_labels = True
-
-    def __init__(self, label_smoothing: float = 0.0):
-        super().__init__()
-        self.label_smoothing = label_smoothing
 
     def _classification_form(self, info):
         return info.num_classes, "index"
