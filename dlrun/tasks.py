@@ -130,13 +130,16 @@ def _train(cfg: DictConfig, run_dir: Path):
     n_params = sum(p.numel() for p in loop.model.parameters())
     import torch
 
-    log.info("model %s (%s parameters) on %s (torch threads %d), data %s %s, run folder %s",
-             type(checkpoint.unwrap(loop.model)).__name__, f"{n_params:,}", loop.device, torch.get_num_threads(), cfg.data.name,
-             list(loop.data.info.in_shape), run_dir)
+    # short lines: each fits an 80-column terminal (the run folder gets one of its own)
+    log.info("model %s, %s parameters; data %s %s", type(checkpoint.unwrap(loop.model)).__name__, f"{n_params:,}",
+             cfg.data.name, list(loop.data.info.in_shape))
     t = cfg.trainer
-    log.info("effective batch size %d (data.batch_size %d x trainer.accumulate_grad_batches %d), precision %s",
-             cfg.data.batch_size * t.accumulate_grad_batches, cfg.data.batch_size, t.accumulate_grad_batches,
-             t.precision)
+    log.info("%s, torch threads %d, precision %s; effective batch size %d", loop.device, torch.get_num_threads(),
+             t.precision, cfg.data.batch_size * t.accumulate_grad_batches)
+    if t.accumulate_grad_batches > 1:
+        log.info("effective batch size = data.batch_size %d x trainer.accumulate_grad_batches %d",
+                 cfg.data.batch_size, t.accumulate_grad_batches)
+    log.info("run folder: %s", run_dir)
     try:
         summary = loop.fit()  # on an exception, torchrun ends the other ranks
     finally:  # curves.png and confusion_matrix.png, also of a failed run's epochs
