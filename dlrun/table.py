@@ -14,9 +14,9 @@ import io
 import json
 import math
 
+from dlrun.run_record import STATUS_STYLE
+
 FORMATS = ("table", "csv", "markdown", "json")
-STATUS_STYLE = {"completed": "green", "stopped_early": "green", "pruned": "cyan", "interrupted": "yellow",
-                "failed": "red"}  # the one status -> colour map (run summary, tables, sweep job lines)
 # how narrow a shortened text column may get (its header still fits whole)
 _MIN_SHRUNK = {"run": 12, "error": 16}
 _MIN_SHRUNK_OVERRIDE = 8
