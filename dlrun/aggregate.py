@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlrun.metrics import mode_for
+from dlrun.metric_mode import mode_for
 
 IGNORED_KEY = "seed"
 _NOT_AGGREGATED = {"run", "overrides", "status", "monitor", "error"}

@@ -3,7 +3,6 @@ metric deltas (best, test, time, samples/s), and the env.json fields that differ
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 ABSENT = "(absent)"

@@ -8,6 +8,7 @@ order as before, and whatever a writer adds beyond the common fields (`stopped_e
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -41,12 +42,11 @@ class RunSummary:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunSummary":
-        names = [f.name for f in fields(cls) if f.name != "extra"]
-        known = {k: data[k] for k in names if k in data}
-        return cls(**{"status": None, **known}, extra={k: v for k, v in data.items() if k not in names})
+        known = {k: data[k] for k in _FIELDS if k in data}
+        return cls(**{"status": None, **known}, extra={k: v for k, v in data.items() if k not in _FIELDS})
 
     def to_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out = {name: getattr(self, name) for name in _FIELDS}
         out.update(self.extra)
         return out
 
@@ -61,6 +61,9 @@ class RunSummary:
         return self.status in FINISHED
 
 
+_FIELDS = tuple(f.name for f in fields(RunSummary) if f.name != "extra")  # summary.json's keys, in its order
+
+
 def path_of(run_dir) -> Path:
     return Path(run_dir) / FILE
 
@@ -68,7 +71,8 @@ def path_of(run_dir) -> Path:
 def read_summary(run_dir) -> RunSummary | None:
     """The run's summary, or None when it has none (yet) or it cannot be read."""
     try:
-        return RunSummary.from_dict(json.loads(path_of(run_dir).read_text()))
+        with open(os.path.join(run_dir, FILE)) as f:  # not pathlib: dlrun-compare reads thousands
+            return RunSummary.from_dict(json.load(f))
     except (OSError, ValueError, TypeError, AttributeError):
         return None
 
