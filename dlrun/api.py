@@ -92,7 +92,8 @@ def sweep(overrides=()) -> list[dict]:
     from dlrun.compare import sort_rows
     from dlrun.sweep import sweep_rows
 
-    returns = _hydra_run(overrides, multirun=True)
+    # the mode `dlrun -m` sets: its jobs know they are a sweep's (skip or resume on a rerun, jobs.jsonl)
+    returns = _hydra_run([*overrides, "hydra.mode=MULTIRUN"], multirun=True)
     jobs = [r for batch in returns for r in batch] if returns and isinstance(returns[0], list) else (returns or [])
     if not jobs:
         return []

@@ -191,16 +191,17 @@ def job_order(name: str):
 
 def release(job_return) -> None:
     """Hydra keeps every job's JobReturn until the sweep ends, each with deep copies of the job's config and of
-    Hydra's (hundreds of OmegaConf nodes): keep only what is read after a job ends (its folder, its sweep's
-    folder, its number), so that a long in-process sweep does not grow with its jobs."""
+    Hydra's (some 70 OmegaConf nodes): keep only what is read after a job ends (its folder, its sweep's folder,
+    its number), as plain attributes, so that a long in-process sweep does not grow with its jobs."""
+    from types import SimpleNamespace as NS
+
     from omegaconf import OmegaConf
 
     hc = job_return.hydra_cfg.hydra
-    keep = {"runtime": {"output_dir": hc.runtime.output_dir}, "sweep": {"dir": hc.sweep.dir},
-            "job": {"num": OmegaConf.select(hc, "job.num"), "id": OmegaConf.select(hc, "job.id"),
-                    "name": OmegaConf.select(hc, "job.name")}}
-    job_return.hydra_cfg = OmegaConf.create({"hydra": keep})
-    job_return.cfg = OmegaConf.create({})
+    job = NS(num=OmegaConf.select(hc, "job.num"), id=OmegaConf.select(hc, "job.id"),
+             name=OmegaConf.select(hc, "job.name"))
+    job_return.hydra_cfg = NS(hydra=NS(runtime=NS(output_dir=hc.runtime.output_dir), sweep=NS(dir=hc.sweep.dir), job=job))
+    job_return.cfg = None
 
 
 def write_manifest(sweep_dir: Path, rows: list[dict]) -> None:

@@ -102,3 +102,15 @@ def test_compare_top_shows_the_best_n_and_the_counts(tmp_path, capsys, output):
     assert [line.split(",")[0] for line in lines[1:]] == [r["run"] for r in rows[:4]]
     assert compare.main([str(tmp_path), "--top", "-1"]) == 2
     assert capsys.readouterr().err.strip() == "error: --top -1: give a number of rows >= 0 (0: every row)"
+
+
+def test_a_finished_job_keeps_only_its_folders_and_number():
+    from hydra.core.utils import JobReturn
+
+    hydra_cfg = OmegaConf.create({"hydra": {"runtime": {"output_dir": "/s/3_seed-3"}, "sweep": {"dir": "/s"},
+                                            "job": {"num": 3, "id": "3", "name": "dlrun"}, "launcher": {"n_jobs": 2}}})
+    ret = JobReturn(cfg=OmegaConf.create({"model": {"name": "mlp"}}), hydra_cfg=hydra_cfg)
+    sweep.release(ret)
+    assert ret.cfg is None and not isinstance(ret.hydra_cfg, type(hydra_cfg))  # no OmegaConf node left per job
+    assert (ret.hydra_cfg.hydra.runtime.output_dir, ret.hydra_cfg.hydra.sweep.dir, ret.hydra_cfg.hydra.job.num) \
+        == ("/s/3_seed-3", "/s", 3)
