@@ -104,12 +104,18 @@ def record_all(sweep: Path, runs: list[Path]) -> None:
             sweep_mod.record_job(sweep, run, "val/acc")
 
 
-def compare_s(sweep: Path, *args: str) -> float:
+def compare_s(sweep: Path, *args: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of the command: on a shared machine the CPU time is what it costs."""
+    import resource
+
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120", "SWEEP_SCALE_CODE": str(ROOT)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([PYTHON, "-m", "dlrun.compare", str(sweep), *args], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def end_table_s(sweep: Path) -> tuple[float, list[dict]]:
@@ -214,8 +220,8 @@ def main() -> None:
             record_all(sweep, runs)  # as the sweep's jobs did when each ended
             ends = make_sweep(sweep, args.ending_jobs, config_text, start=n)  # the next jobs end with n in the sweep
             r = {"job_end_s": job_end_s(sweep, ends)}
-            r["compare_csv_s"] = compare_s(sweep, "--format", "csv")
-            r["compare_top20_s"] = compare_s(sweep, "--top", "20") if _has_top() else None
+            r["compare_csv_s"], r["compare_csv_cpu_s"] = compare_s(sweep, "--format", "csv")
+            r["compare_top20_s"], r["compare_top20_cpu_s"] = compare_s(sweep, "--top", "20") if _has_top() else (None, None)
             r["end_table_s"], rows = end_table_s(sweep)
             r["report_s"] = report_s(sweep, rows) if n <= args.skip_report_above else None
             results[n] = r
