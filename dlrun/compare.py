@@ -206,21 +206,23 @@ def print_top(console, rows: list[dict], top: int, columns: list[str] | None = N
               full_table: Path | None = None) -> None:
     """The table of `rows` (sorted, best first); beyond `top` rows (0: no limit) only the best `top`, then the
     counts by status, the best run's overrides, and where every row is."""
-    from dlrun.table import cell, print_table
+    from dlrun.table import cell, print_table, split_overrides
 
     if not top or len(rows) <= top:
         print_table(console, rows, columns, title)
         return
     monitors = {r["monitor"] for r in rows}
     by = f" by best/{next(iter(monitors))}" if len(monitors) == 1 else ""
-    print_table(console, rows[:top], columns, f"{title + ': ' if title else ''}the best {top} of {len(rows)}{by}")
+    print_table(console, rows[:top], columns, f"{title + ': ' if title else ''}the best {top} of {len(rows)}{by}",
+                among=rows)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.get("status")] = counts.get(r.get("status"), 0) + 1
-    best = rows[0]
+    best, (differing, _, _) = rows[0], split_overrides(rows)
     metric = f"best/{best['monitor']}"
+    setting = " ".join(o for o in (best.get("overrides") or "").split() if o.lstrip("+~").split("=")[0] in differing)
     lines = ["by status: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1])),
-             f"best: {best['run']} {metric}={cell(best.get(metric), metric)} {best.get('overrides') or ''}".rstrip(),
+             f"best: {best['run']} {metric}={cell(best.get(metric), metric)} {setting}".rstrip(),
              f"every row: {full_table}" if full_table else "every row: --top 0 (or --format csv)"]
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 

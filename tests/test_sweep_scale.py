@@ -92,9 +92,16 @@ def test_the_end_of_a_large_sweep_shows_the_best_rows_counts_and_where_the_rest_
 def test_compare_top_shows_the_best_n_and_the_counts(tmp_path, capsys, output):
     make_sweep(tmp_path, 25, CONFIG)
     rows = compare.sort_rows(compare.collect([tmp_path]))
+    for r in rows[:3]:  # the best three share an optimizer; the other runs do not all have it
+        path = tmp_path / r["run"] / ".hydra" / "overrides.yaml"
+        path.write_text(path.read_text().replace("optimizer=sgd", "optimizer=adam"))
+    rows = compare.sort_rows(compare.collect([tmp_path]))
     assert compare.main([str(tmp_path), "--top", "3", "--no-group"]) == 0
     out = output.getvalue()
     assert "the best 3 of 25" in out and "every row: --top 0" in out
+    # what the 25 runs share, not what the 3 shown happen to share (no override is common to all 25)
+    assert "all runs:" not in out and "adam" in out.split("by status:")[0]
+    assert f"best: {rows[0]['run']} best/val/acc=" in out
     shown = [line.split()[0] for line in out[:out.index("by status:")].splitlines()[2:]]
     assert shown == [r["run"] for r in rows[:3]]
     assert compare.main([str(tmp_path), "--top", "4", "--format", "csv", "--no-group"]) == 0
