@@ -17,7 +17,7 @@ import yaml
 
 from dlrun import compare_views
 from dlrun.metric_mode import mode_for
-from dlrun.run_record import read_summary
+from dlrun.run_record import read_bytes, read_summary
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser: ~10x the pure-Python one
 
@@ -45,9 +45,8 @@ def find_runs(folders) -> list[Path]:
 
 def _read(path: str) -> str | None:
     try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
+        return read_bytes(path).decode()
+    except (OSError, UnicodeDecodeError):
         return None
 
 
@@ -134,15 +133,12 @@ def _last_epoch_columns(run: str) -> dict:
 
 def _last_line(path: str, block: int = 8192) -> str:
     """The file's last line, read from its end (a long run's metrics.jsonl has thousands)."""
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        while True:
-            start = max(0, size - block)
-            f.seek(start)
-            lines = f.read(size - start).rstrip(b"\n").split(b"\n")
-            if len(lines) > 1 or start == 0:
-                return lines[-1].decode()
-            block *= 4
+    while True:
+        data = read_bytes(path, block)
+        lines = data.rstrip(b"\n").split(b"\n")
+        if len(lines) > 1 or len(data) < block:
+            return lines[-1].decode()
+        block *= 4
 
 
 def collect(folders) -> list[dict]:
