@@ -305,7 +305,8 @@ def run(cfg: DictConfig, run_dir: Path):
     summary = RunSummary(status=FAILED if error else COMPLETED, duration_s=time.time() - started, error=error,
                          run_dir=str(run_dir), extra={"steps": steps_taken, "landscape": {
                              "surface": surface.name, "formula": surface.formula, **result}})
-    write_summary(run_dir, summary)
+    summary = summary.to_dict()
+    write_summary(run_dir, {k: summary[k] for k in ("status", "epochs", "steps")} | summary)  # steps after epochs
     _print_tables(record, result)
     log.info("plot %s%s", run_dir / PLOT_FILE, "".join(f"; overlay of the sweep so far {p}" for p in overlays))
     if error:
