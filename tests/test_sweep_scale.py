@@ -122,3 +122,15 @@ def test_a_finished_job_keeps_only_its_folders_and_number():
     assert ret.cfg is None and not isinstance(ret.hydra_cfg, type(hydra_cfg))  # no OmegaConf node left per job
     assert (ret.hydra_cfg.hydra.runtime.output_dir, ret.hydra_cfg.hydra.sweep.dir, ret.hydra_cfg.hydra.job.num) \
         == ("/s/3_seed-3", "/s", 3)
+
+
+def test_overrides_are_read_as_hydra_wrote_them_quoted_or_plain(tmp_path):
+    from omegaconf import OmegaConf
+
+    plain = ["optimizer.lr=0.1", "model.layers=[64,32]", "+tag='a'", "hydra.job.chdir=false"]
+    run = make_sweep(tmp_path, 1, CONFIG)[0]
+    (run / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(plain))  # as Hydra saves them
+    assert compare.run_row(run)["overrides"].split() == plain[:3]
+    quoted = [*plain[:3], "data.name=x: y"]  # YAML quotes this one: the whole file goes through the parser
+    (run / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(quoted))
+    assert compare.run_row(run)["overrides"] == " ".join(quoted)
