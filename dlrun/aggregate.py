@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlrun.metrics import mode_for
+from dlrun.metric_mode import mode_for
 
 IGNORED_KEY = "seed"
 _NOT_AGGREGATED = {"run", "overrides", "status", "monitor", "error"}
@@ -130,7 +130,9 @@ def stat_columns(groups: list[dict], main_only: bool = False) -> list[str]:
 
 
 def all_ok(groups: list[dict]) -> bool:
-    return all(r.get("status") in ("completed", "stopped_early") for g in groups for r in g["runs"])
+    from dlrun.run_record import FINISHED
+
+    return all(r.get("status") in FINISHED for g in groups for r in g["runs"])
 
 
 def differing(configs: list[str]) -> tuple[list[str], str]:

@@ -77,23 +77,25 @@ def run(overrides=()) -> dict:
     >>> summary = dlrun.run(["model=mlp", "optimizer=sgd", "trainer.max_epochs=2"])
     >>> summary["test"]["test/acc"]
     """
-    import json
+    from dlrun.run_record import read_summary
 
     ret = _hydra_run(overrides, multirun=False)
     run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
-    path = run_dir / "summary.json"
-    summary = json.loads(path.read_text()) if path.is_file() else {"result": ret.return_value}
+    record = read_summary(run_dir)
+    summary = record.to_dict() if record is not None else {"result": ret.return_value}
     summary.setdefault("run_dir", str(run_dir))
     return summary
 
 
 def sweep(overrides=()) -> list[dict]:
     """A multirun as `dlrun -m OVERRIDES` does; returns the rows of its summary.csv (best first) as dicts."""
-    from dlrun.compare import collect, sort_rows
+    from dlrun.compare import sort_rows
+    from dlrun.sweep import sweep_rows
 
-    returns = _hydra_run(overrides, multirun=True)
+    # the mode `dlrun -m` sets: its jobs know they are a sweep's (skip or resume on a rerun, jobs.jsonl)
+    returns = _hydra_run([*overrides, "hydra.mode=MULTIRUN"], multirun=True)
     jobs = [r for batch in returns for r in batch] if returns and isinstance(returns[0], list) else (returns or [])
     if not jobs:
         return []
     sweep_dir = Path(jobs[0].hydra_cfg.hydra.sweep.dir)
-    return sort_rows(collect([sweep_dir]))
+    return sort_rows(sweep_rows(sweep_dir))

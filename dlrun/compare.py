@@ -8,49 +8,92 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
 import yaml
 
 from dlrun import compare_views
-from dlrun.metrics import mode_for
+from dlrun.metric_mode import mode_for
+from dlrun.run_record import read_bytes, read_summary
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser: ~10x the pure-Python one
+
+_NO_RUNS_INSIDE = {"checkpoints", "tb", ".hydra"}  # a run's own folders: never walked into
+
 
 def find_runs(folders) -> list[Path]:
+    """Every run folder (one with a summary.json) at or under `folders`; a retried job's failed-N/ archives and
+    a run's checkpoints/, tb/ and .hydra/ are not walked (os.scandir: one call per folder, no stat per file)."""
     runs = set()
-    for folder in map(Path, folders):
-        if (folder / "summary.json").is_file():
-            runs.add(folder)
-        runs.update(p.parent for p in folder.rglob("summary.json") if "failed-" not in p.parent.name)
-    return sorted(runs)
+    stack = [os.fspath(f) for f in folders]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for e in entries:
+            if e.name == "summary.json" and e.is_file():
+                runs.add(folder)
+            elif e.name not in _NO_RUNS_INSIDE and not e.name.startswith("failed-") and e.is_dir():
+                stack.append(e.path)
+    return [Path(r) for r in sorted(runs)]
 
 
-def _overrides(run: Path) -> list[str]:
-    path = run / ".hydra" / "overrides.yaml"
-    if not path.is_file():
+def _read(path: str) -> str | None:
+    try:
+        return read_bytes(path).decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _overrides(run: str) -> list[str]:
+    """.hydra/overrides.yaml: Hydra writes one `- key=value` line per override, which is read as it is; YAML's
+    parser (libyaml's where present) only for a quoted or folded item."""
+    text = _read(os.path.join(run, ".hydra", "overrides.yaml"))
+    if not text:
         return []
-    items = yaml.safe_load(path.read_text()) or []
+    lines = text.splitlines()
+    if all(line.startswith("- ") and line[2:3] not in ("'", '"', "") for line in lines):
+        items = [line[2:] for line in lines]
+    else:
+        items = yaml.load(text, Loader=_YAML_LOADER) or []
     return [o for o in items if not o.lstrip("+~").startswith("hydra.")]
 
 
-def _monitor(run: Path, summary: dict) -> str:
-    path = run / ".hydra" / "config.yaml"
-    if path.is_file():
-        monitor = (yaml.safe_load(path.read_text()) or {}).get("monitor")
-        if monitor:
-            return monitor
-    best = summary.get("best") or {}
-    return next((k for k in best if k != "epoch"), "val/acc")
+_MONITOR_LINE = re.compile(r"^monitor:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
 
 
-def run_row(run: Path, root: Path | None = None) -> dict:
-    summary = json.loads((run / "summary.json").read_text())
-    monitor = _monitor(run, summary)
+def _monitor(run: str, best: dict) -> str:
+    """The metric best/ holds (the loop records the monitored one); for a run without one yet, the config's
+    top-level `monitor:` line, read without parsing the whole config."""
+    monitor = next((k for k in best if k != "epoch"), None)
+    if monitor:
+        return monitor
+    found = _MONITOR_LINE.search(_read(os.path.join(run, ".hydra", "config.yaml")) or "")
+    value = found and (yaml.load(found.group(1), Loader=_YAML_LOADER) if found.group(1)[:1] in "'\"" else found.group(1))
+    return str(value) if value and value != "null" else "val/acc"
+
+
+def run_row(run: Path, root: Path | None = None, monitor: str | None = None) -> dict | None:
+    """One row of the table; None when the run's summary.json cannot be read (a run being written). Reads the
+    run's summary.json, overrides.yaml and the last line of its metrics.jsonl (a sweep's job passes the
+    monitor its config names)."""
+    record = read_summary(run)
+    if record is None:
+        return None
+    summary = record.to_dict()
     best = summary.get("best") or {}
+    run = os.fspath(run)
+    monitor = monitor or _monitor(run, best)
     if "landscape" in summary:  # task=landscape: steps, not epochs; the lowest loss reached is the result
         monitor, best = "landscape/loss", {"landscape/loss": summary["landscape"].get("best_loss")}
+    prefix = None if root is None else "" if os.fspath(root) == "." else os.fspath(root) + os.sep
     row = {
-        "run": str(run.relative_to(root)) if root and run != root and run.is_relative_to(root) else str(run),
+        "run": run[len(prefix):] if prefix is not None and run.startswith(prefix) and run != root else run,
         "overrides": " ".join(_overrides(run)),
         "status": summary.get("status"),
         "epochs": summary.get("epochs"),
@@ -72,16 +115,12 @@ def run_row(run: Path, root: Path | None = None) -> dict:
     return row
 
 
-def _last_epoch_columns(run: Path) -> dict:
+def _last_epoch_columns(run: str) -> dict:
     """From the last line of metrics.jsonl: `gap` = train/acc - val/acc (overfitting), and the first and last
     layers' gradient norms when the gradient_norms callback logged them (the vanishing gradient)."""
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return {}
-    lines = path.read_text().splitlines()
     try:
-        last = json.loads(lines[-1]) if lines else {}
-    except json.JSONDecodeError:  # a run killed mid-line
+        last = json.loads(_last_line(os.path.join(run, "metrics.jsonl")) or "{}")
+    except (OSError, json.JSONDecodeError):  # no metrics, or a run killed mid-line
         return {}
     cols = {}
     if isinstance(last.get("train/acc"), (int, float)) and isinstance(last.get("val/acc"), (int, float)):
@@ -92,10 +131,21 @@ def _last_epoch_columns(run: Path) -> dict:
     return cols
 
 
+def _last_line(path: str, block: int = 8192) -> str:
+    """The file's last line, read from its end (a long run's metrics.jsonl has thousands)."""
+    while True:
+        data = read_bytes(path, block)
+        lines = data.rstrip(b"\n").split(b"\n")
+        if len(lines) > 1 or len(data) < block:
+            return lines[-1].decode()
+        block *= 4
+
+
 def collect(folders) -> list[dict]:
     folders = [Path(f) for f in folders]
     root = folders[0] if len(folders) == 1 else None
-    return [run_row(run, root) for run in find_runs(folders)]
+    rows = (run_row(run, root) for run in find_runs(folders))
+    return [r for r in rows if r is not None]
 
 
 def sort_rows(rows: list[dict], key: str | None = None) -> list[dict]:
@@ -148,6 +198,31 @@ def write_csv(rows: list[dict], path: Path) -> None:
     atomic_write(Path(path), lambda f: f.write(text), mode="w")
 
 
+def print_top(console, rows: list[dict], top: int, columns: list[str] | None = None, title: str | None = None,
+              full_table: Path | None = None) -> None:
+    """The table of `rows` (sorted, best first); beyond `top` rows (0: no limit) only the best `top`, then the
+    counts by status, the best run's overrides, and where every row is."""
+    from dlrun.table import cell, print_table, split_overrides
+
+    if not top or len(rows) <= top:
+        print_table(console, rows, columns, title)
+        return
+    monitors = {r["monitor"] for r in rows}
+    by = f" by best/{next(iter(monitors))}" if len(monitors) == 1 else ""
+    print_table(console, rows[:top], columns, f"{title + ': ' if title else ''}the best {top} of {len(rows)}{by}",
+                among=rows)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.get("status")] = counts.get(r.get("status"), 0) + 1
+    best, (differing, _, _) = rows[0], split_overrides(rows)
+    metric = f"best/{best['monitor']}"
+    setting = " ".join(o for o in (best.get("overrides") or "").split() if o.lstrip("+~").split("=")[0] in differing)
+    lines = ["by status: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1])),
+             f"best: {best['run']} {metric}={cell(best.get(metric), metric)} {setting}".rstrip(),
+             f"every row: {full_table}" if full_table else "every row: --top 0 (or --format csv)"]
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
 def _dash_values(argv: list[str], options=("--sort",)) -> list[str]:
     """`--sort -test/acc` as written: argparse would take `-test/acc` for an option."""
     out = []
@@ -159,7 +234,7 @@ def _dash_values(argv: list[str], options=("--sort",)) -> list[str]:
 
 
 def main(argv=None) -> int:
-    from dlrun.table import FORMATS, display_rows, override_keys, print_table, priority_columns, resolve_columns
+    from dlrun.table import FORMATS, display_rows, override_keys, priority_columns, resolve_columns
 
     ap = argparse.ArgumentParser(prog="dlrun-compare", description="Compare dlrun runs found under folders.")
     ap.add_argument("folders", nargs="*", help="run folders, sweep folders, or any folder above them")
@@ -170,6 +245,9 @@ def main(argv=None) -> int:
     ap.add_argument("--columns", metavar="A,B,C", help="the columns to show, in this order (default: by priority, "
                                                        "as many as the terminal fits)")
     ap.add_argument("--format", choices=FORMATS, default="table")
+    ap.add_argument("--top", type=int, default=None, metavar="N",
+                    help="only the best N rows (by --sort, else the monitored metric), then the counts by status "
+                         "and the best run; 0: every row (the default)")
     compare_views.add_arguments(ap)  # --group-by/--no-group, --env, --html, --diff
     args = ap.parse_args(_dash_values(list(sys.argv[1:] if argv is None else argv)))
     if args.diff or not args.folders:
@@ -192,14 +270,17 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     rows = sort_rows(rows, sort[0] and ("-" if args.sort.startswith("-") else "") + sort[0])
+    if args.top is not None and args.top < 0:
+        print(f"error: --top {args.top}: give a number of rows >= 0 (0: every row)", file=sys.stderr)
+        return 2
     if compare_views.show(args, rows):  # seeds grouped into mean ± std rows
         return 0
     if args.format == "table":
         from dlrun.console import console
 
-        print_table(console, rows, columns)
+        print_top(console, rows, args.top or 0, columns)
     else:
-        sys.stdout.write(render(rows, args.format, columns))
+        sys.stdout.write(render(rows[:args.top] if args.top else rows, args.format, columns))
     return 0
 
 

@@ -80,14 +80,15 @@ def show(args, rows: list[dict]) -> bool:
     return True
 
 
-def sweep_end(sweep_dir: Path, rows: list[dict]) -> None:
-    """After the sweep's table: the seed groups (when seeds repeat), then curves.png, metrics.png, report.html."""
+def sweep_end(sweep_dir: Path, rows: list[dict], total: int | None = None) -> None:
+    """After the sweep's table: the seed groups (when seeds repeat), then curves.png, metrics.png, report.html.
+    `rows` may be the best of `total` jobs (a large sweep's report shows those)."""
     from dlrun import aggregate
     from dlrun.console import console
     from dlrun.html_report import write_sweep_report
 
     groups = aggregate.group_rows(rows, None, sweep_dir)
-    if aggregate.has_repeats(groups):
+    if aggregate.has_repeats(groups) and len(groups) <= 50:  # more groups than that: report.html has them
         console.print(aggregate.rich_table(groups))
-    if write_sweep_report(sweep_dir, rows):
+    if write_sweep_report(sweep_dir, rows, total):
         console.print(f"report.html, curves.png and metrics.png in {sweep_dir}", markup=False, highlight=False)

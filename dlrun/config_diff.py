@@ -3,7 +3,6 @@ metric deltas (best, test, time, samples/s), and the env.json fields that differ
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 ABSENT = "(absent)"
@@ -33,11 +32,12 @@ def diff_dicts(a: dict, b: dict) -> list[tuple[str, object, object]]:
 
 def metric_values(run: Path) -> dict:
     """best/<monitor>, test/*, epochs, time_s and samples/s of a run, from its summary.json."""
-    summary = json.loads((Path(run) / "summary.json").read_text())
-    out = {f"best/{k}": v for k, v in (summary.get("best") or {}).items() if k != "epoch"}
-    out.update(summary.get("test") or {})
-    out.update({"epochs": summary.get("epochs"), "time_s": summary.get("duration_s"),
-                "samples/s": summary.get("samples_per_s")})
+    from dlrun.run_record import read_summary
+
+    summary = read_summary(run)
+    out = {f"best/{k}": v for k, v in (summary.best or {}).items() if k != "epoch"}
+    out.update(summary.test or {})
+    out.update({"epochs": summary.epochs, "time_s": summary.duration_s, "samples/s": summary.samples_per_s})
     return out
 
 

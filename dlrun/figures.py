@@ -84,23 +84,22 @@ def run_curves_figure(history: list[dict], best: dict | None = None, monitor: st
 def write_run_figures(run_dir: Path, confusion=None, class_names: list | None = None) -> list[Path]:
     """curves.png from the run's metrics.jsonl and summary.json; confusion_matrix.png from the test split's counts.
     A figure that cannot be drawn is a warning, never a failed run."""
-    import json
-
     from dlrun.records import read_jsonl
+    from dlrun.run_record import read_summary
 
     run_dir = Path(run_dir)
     written = []
     try:
         history = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
-        summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
-        best = summary.get("best") or {}
+        summary = read_summary(run_dir)
+        best = (summary.best if summary else None) or {}
         monitor = next((k for k in best if k != "epoch"), None)
         if history:
             written.append(save(run_curves_figure(history, best, monitor, title=run_dir.name), run_dir / "curves.png"))
         if confusion is not None:
             from dlrun.plots import confusion_matrix_figure
 
-            acc = (summary.get("test") or {}).get("test/acc")
+            acc = ((summary.test if summary else None) or {}).get("test/acc")
             title = "test split" + (f", acc {acc:.4f}" if isinstance(acc, float) else "")
             written.append(save(confusion_matrix_figure(confusion, class_names, title=title),
                                 run_dir / "confusion_matrix.png"))

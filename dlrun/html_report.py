@@ -9,10 +9,11 @@ import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
+from dlrun.run_record import STATUS_CLASS
+
 log = logging.getLogger("dlrun")
 
 MAX_JOB_FIGURES = 30  # beyond this many runs, each run's own curves are left out (the file stays small)
-STATUS_CLASS = {"completed": "ok", "stopped_early": "ok", "pruned": "ok", "interrupted": "warn", "failed": "bad"}
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;padding:1.5rem;color:#222;
@@ -164,10 +165,13 @@ def write_report(path: Path, rows: list[dict], title: str, root: Path | None = N
     return Path(path)
 
 
-def write_sweep_report(sweep_dir: Path, rows: list[dict]) -> Path | None:
-    """curves.png, metrics.png and report.html in a finished sweep's folder (a failure is a warning)."""
+def write_sweep_report(sweep_dir: Path, rows: list[dict], total: int | None = None) -> Path | None:
+    """curves.png, metrics.png and report.html in a finished sweep's folder (a failure is a warning); `rows` may
+    be the best of `total` jobs."""
+    title = f"sweep {sweep_dir}" + (f": the best {len(rows)} of {total} jobs (summary.csv has all)"
+                                    if total and total > len(rows) else "")
     try:
-        return write_report(sweep_dir / "report.html", rows, f"sweep {sweep_dir}", sweep_dir, figure_folder=sweep_dir)
+        return write_report(sweep_dir / "report.html", rows, title, sweep_dir, figure_folder=sweep_dir)
     except Exception as e:  # noqa: BLE001 - the jobs' results are on disk; the report is a view of them
         log.warning("could not write the sweep report in %s: %s: %s", sweep_dir, type(e).__name__, e)
         return None

@@ -18,6 +18,8 @@ import numpy as np
 import yaml
 from hydra.experimental.callback import Callback as HydraCallback
 
+from dlrun.run_record import read_summary
+
 log = logging.getLogger("dlrun")
 FIGURE = "lesson.png"
 
@@ -30,22 +32,20 @@ def read_job(job: Path) -> dict:
     metrics = job / "metrics.jsonl"
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
     return {"dir": job, "overrides": dict(o.split("=", 1) for o in overrides if "=" in o), "rows": rows,
-            "summary": json.loads((job / "summary.json").read_text()), "label": job.name}
+            "summary": read_summary(job).to_dict(), "label": job.name}
 
 
 def read_sweep(sweep: Path) -> list[dict]:
     """The jobs of a sweep folder, with `label`: the override values that differ between jobs."""
-    jobs = [read_job(d) for d in sorted(Path(sweep).iterdir(), key=_job_order) if (d / "summary.json").is_file()]
+    from dlrun.sweep import job_order
+
+    jobs = [read_job(d) for d in sorted(Path(sweep).iterdir(), key=lambda d: job_order(d.name))
+            if (d / "summary.json").is_file()]
     keys = {k for j in jobs for k in j["overrides"]}
     varying = [k for k in sorted(keys) if len({j["overrides"].get(k) for j in jobs}) > 1]
     for j in jobs:
         j["label"] = " ".join(j["overrides"].get(k, "") for k in varying) or j["dir"].name
     return jobs
-
-
-def _job_order(d: Path):
-    head = d.name.split("_", 1)[0]
-    return (0, int(head), d.name) if head.isdigit() else (1, 0, d.name)
 
 
 def series(job: dict, key: str) -> list[float]:

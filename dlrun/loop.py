@@ -24,6 +24,7 @@ from dlrun.device import autocast, eval_mode, grad_scaler
 from dlrun.errors import DlrunError
 from dlrun.metrics import ConfusionCounts, EpochMetrics, improved, mode_for
 from dlrun.records import MetricsLog, RunWriteError, write_json
+from dlrun.run_record import RunSummary
 from dlrun.tta import check as check_tta, forward as tta_forward
 
 log = logging.getLogger("dlrun")
@@ -220,16 +221,11 @@ class Loop:
             self._call("on_exception", e)
             raise
         finally:
-            summary = {
-                "status": status,
-                "epochs": self.epoch,
-                "best": self.best,
-                "test": test,
-                "samples_per_s": sum(throughput) / len(throughput) if throughput else None,
-                "duration_s": time.perf_counter() - started,
-                "error": error,
-                "run_dir": str(self.run_dir),
-            }
+            summary = RunSummary(
+                status=status, epochs=self.epoch, best=self.best, test=test,
+                samples_per_s=sum(throughput) / len(throughput) if throughput else None,
+                duration_s=time.perf_counter() - started, error=error, run_dir=str(self.run_dir),
+            ).to_dict()  # a dict: callbacks add their keys in on_fit_end
             if status == "stopped_early":
                 summary["stopped_epoch"] = self.epoch
             try:

@@ -97,6 +97,7 @@ def plot(curve: dict, path: Path) -> None:
 def run(cfg, run_dir: Path) -> float | None:
     from dlrun.console import console
     from dlrun.records import write_json
+    from dlrun.run_record import COMPLETED, FAILED, RunSummary, write_summary
     from dlrun.tasks import build_loop
 
     f = cfg.lr_find  # its ranges: dlrun/config.py LrFindConfig
@@ -108,10 +109,9 @@ def run(cfg, run_dir: Path) -> float | None:
     if curve["lr"]:
         plot(curve, run_dir / "lr_find.png")
     lr = curve["suggested_lr"]
-    write_json(run_dir / "summary.json", {"status": "completed" if lr else "failed", "epochs": 0, "best": None,
-                                          "test": {}, "samples_per_s": None, "duration_s": None,
-                                          "error": None if lr else "the loss never decreased", "run_dir": str(run_dir),
-                                          "lr_find": {"suggested_lr": lr, "steps": curve["steps"]}})
+    write_summary(run_dir, RunSummary(status=COMPLETED if lr else FAILED, duration_s=None,
+                                      error=None if lr else "the loss never decreased", run_dir=str(run_dir),
+                                      extra={"lr_find": {"suggested_lr": lr, "steps": curve["steps"]}}))
     if lr is None:
         console.print(f"no suggestion: the loss did not fall over {curve['steps']} steps; see {run_dir / 'lr_find.png'}")
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from dlrun.console import show
-from dlrun.table import STATUS_STYLE
+from dlrun.run_record import STATUS_STYLE
 
 
 def _fmt(value) -> str:

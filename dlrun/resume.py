@@ -17,12 +17,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlrun.errors import DlrunError
+from dlrun.run_record import read_summary
 
 # keys a resume may change: how long and where the run trains, not what it learns
 RESUMABLE = ("trainer.max_epochs", "trainer.device", "trainer.num_threads", "trainer.progress",
              "data.num_workers")
 _IGNORED = ("trainer.resume", "ckpt_path")  # how the resume is asked for, not part of the run
-FINISHED = ("completed", "stopped_early")
 
 
 class ResumeChangeError(DlrunError):
@@ -241,11 +241,5 @@ def archive_summary(run_dir: Path) -> Path | None:
 
 def finished_summary(run_dir: Path) -> dict | None:
     """summary.json of a run that ended by itself (completed or stopped early), else None."""
-    path = Path(run_dir) / "summary.json"
-    if not path.is_file():
-        return None
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return summary if summary.get("status") in FINISHED else None
+    summary = read_summary(run_dir)
+    return summary.to_dict() if summary is not None and summary.finished else None

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import math
 import os
@@ -272,7 +271,7 @@ def _failed(launcher, job, params, why: str):
     from hydra.core.utils import JobReturn, JobStatus
     from omegaconf import open_dict
 
-    from dlrun.records import write_json
+    from dlrun.run_record import FAILED, FINISHED, failed_summary, read_summary, write_summary
 
     overrides, _, idx, _, _ = params
     cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
@@ -282,12 +281,11 @@ def _failed(launcher, job, params, why: str):
     run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
     error = f"SLURM job {job.job_id} failed: {why}; its log: {job.paths.stderr}"
     log.error("error: %s", error)
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    if summary.get("status") not in ("completed", "stopped_early", "failed"):
+    summary = read_summary(run_dir)
+    if summary is None or summary.status not in (*FINISHED, FAILED):
         run_dir.mkdir(parents=True, exist_ok=True)
-        summary = {"epochs": 0, "best": None, "test": {}, "samples_per_s": None, "duration_s": 0.0, **summary,
-                   "status": "failed", "error": error, "run_dir": str(run_dir)}
-        write_json(summary_path, summary)
+        old = summary.to_dict() if summary is not None else {}
+        write_summary(run_dir, failed_summary(run_dir, error).to_dict() | {k: v for k, v in old.items()
+                                                                            if k not in ("status", "error", "run_dir")})
     return JobReturn(overrides=list(overrides), cfg=cfg, working_dir=str(run_dir), task_name=str(cfg.hydra.job.name),
                      status=JobStatus.COMPLETED, _return_value=float("nan"))

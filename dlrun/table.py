@@ -14,9 +14,9 @@ import io
 import json
 import math
 
+from dlrun.run_record import STATUS_STYLE
+
 FORMATS = ("table", "csv", "markdown", "json")
-STATUS_STYLE = {"completed": "green", "stopped_early": "green", "pruned": "cyan", "interrupted": "yellow",
-                "failed": "red"}  # the one status -> colour map (run summary, tables, sweep job lines)
 # how narrow a shortened text column may get (its header still fits whole)
 _MIN_SHRUNK = {"run": 12, "error": 16}
 _MIN_SHRUNK_OVERRIDE = 8
@@ -89,10 +89,13 @@ def common_folder(runs: list[str]) -> str:
     return "/".join(common) + "/" if common else ""
 
 
-def display_rows(rows: list[dict]) -> tuple[list[dict], list[str], list[str]]:
-    """Rows with one column per differing override key; (rows, those keys, the shared overrides)."""
-    differing, common, per_row = split_overrides(rows)
-    if len(rows) == 1:  # one run: nothing differs, its overrides are what there is to see
+def display_rows(rows: list[dict], among: list[dict] | None = None) -> tuple[list[dict], list[str], list[str]]:
+    """Rows with one column per differing override key; (rows, those keys, the shared overrides). `among`: the
+    runs `rows` were taken from (the best N of a sweep), which say what differs and what all share."""
+    differing, common, per_row = split_overrides(among or rows)
+    if among:
+        per_row = [dict(map(_parse_override, (r.get("overrides") or "").split())) for r in rows]
+    elif len(rows) == 1:  # one run: nothing differs, its overrides are what there is to see
         common = (rows[0].get("overrides") or "").split()
     shown = [{**{k: d.get(k, "") for k in differing}, **r} for r, d in zip(rows, per_row)]
     return shown, differing, common
@@ -187,9 +190,10 @@ def _make_table(title, caption):
                  header_style="bold underline", pad_edge=False, padding=(0, 1))
 
 
-def runs_table(rows: list[dict], width: int | None = None, columns: list[str] | None = None, title: str | None = None):
-    """A rich Table of `rows` no wider than `width` (None: every column, full width)."""
-    shown, override_keys, common = display_rows(rows)
+def runs_table(rows: list[dict], width: int | None = None, columns: list[str] | None = None, title: str | None = None,
+               among: list[dict] | None = None):
+    """A rich Table of `rows` no wider than `width` (None: every column, full width); `among`: see display_rows."""
+    shown, override_keys, common = display_rows(rows, among)
     shown, folder = _relative_runs(shown)
     all_columns = priority_columns(shown, override_keys)
     strict, columns = bool(columns), columns or all_columns
@@ -214,14 +218,15 @@ def runs_table(rows: list[dict], width: int | None = None, columns: list[str] | 
     return table
 
 
-def print_table(console, rows: list[dict], columns: list[str] | None = None, title: str | None = None) -> None:
+def print_table(console, rows: list[dict], columns: list[str] | None = None, title: str | None = None,
+                among: list[dict] | None = None) -> None:
     """On a terminal: fitted to its width. Piped or redirected: every column whole, never cut at 80."""
     if console.is_terminal:
-        console.print(runs_table(rows, console.width, columns, title))
+        console.print(runs_table(rows, console.width, columns, title, among))
         return
     from rich.console import Console
 
-    table = runs_table(rows, None, columns, title)
+    table = runs_table(rows, None, columns, title, among)
     buf = io.StringIO()
     Console(file=buf, width=100_000, color_system=None, highlight=False).print(table)
     console.file.write("\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n")

@@ -226,13 +226,12 @@ def _task_function(name: str):
 
 def _record_failure(run_dir: Path, error: str) -> None:
     """A run that failed before its loop wrote anything still gets a summary.json that says so."""
-    from dlrun.records import write_json
+    from dlrun.run_record import failed_summary, path_of, write_summary
 
-    path = run_dir / "summary.json"
+    path = path_of(run_dir)
     if not path.exists():
         try:
-            write_json(path, {"status": "failed", "epochs": 0, "best": None, "test": {}, "samples_per_s": None,
-                              "duration_s": 0.0, "error": error, "run_dir": str(run_dir)})
+            write_summary(run_dir, failed_summary(run_dir, error))
         except OSError as e:  # a full disk or a read-only folder: the error line above is what remains
             log.error("could not write %s: %s", path, e.strerror or e)
 

@@ -107,6 +107,9 @@ def test_joblib_runs_two_jobs_in_parallel(tmp_path):
     spans = [((j / ".hydra" / "config.yaml").stat().st_mtime, (j / "summary.json").stat().st_mtime) for j in jobs]
     (a0, a1), (b0, b1) = spans
     assert a0 < b1 and b0 < a1, f"jobs did not overlap: {spans}"
+    # both processes appended their line to the one manifest, whole
+    ended = [json.loads(line)["job"] for line in (sweep / "jobs.jsonl").read_text().splitlines()]
+    assert sorted(ended) == sorted(j.name for j in jobs)
     # each of the two jobs got one of the two cores, not both
     for j in jobs:
         assert "torch threads 1" in (j / "dlrun.log").read_text() or os.cpu_count() < 2
@@ -132,6 +135,8 @@ def test_rerunning_an_interrupted_sweep_skips_finished_jobs_and_resumes_the_rest
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     first_job = next(sweep.glob("0_*"))
+    manifest = [json.loads(line)["job"] for line in (sweep / "jobs.jsonl").read_text().splitlines()]
+    assert manifest == [first_job.name]  # killed half-way: the job that ended has its line, the other none
     first_summary = (first_job / "summary.json").read_text()
     first_mtime = (first_job / "summary.json").stat().st_mtime_ns
 
@@ -146,6 +151,9 @@ def test_rerunning_an_interrupted_sweep_skips_finished_jobs_and_resumes_the_rest
     epochs = [json.loads(line)["epoch"] for line in (second_job / "metrics.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, 13))  # one continuous record, no epoch twice
     assert len(read_csv(sweep / "summary.csv")) == 2
+    manifest = [json.loads(line)["row"] for line in (sweep / "jobs.jsonl").read_text().splitlines()]
+    assert [(r["run"], r["status"]) for r in manifest[1:]] == [(first_job.name, "completed"),
+                                                               (second_job.name, "completed")]
 
 
 def test_compare_finds_runs_sorts_filters_and_formats(tmp_path):

@@ -269,6 +269,7 @@ def run(cfg: DictConfig, run_dir: Path):
     from dlrun.landscape.plot import landscape_figure
     from dlrun.plots import plt, save_figure
     from dlrun.records import MetricsLog, write_json
+    from dlrun.run_record import COMPLETED, FAILED, RunSummary, write_summary
 
     started = time.time()
     run_dir = Path(run_dir)
@@ -329,10 +330,11 @@ def run(cfg: DictConfig, run_dir: Path):
         "steps_to_eps": reached_step, "reached_minimum": reached_min, "minima": minima,
         "critical_points": critical,
     }
-    summary = {"status": "failed" if error else "completed", "epochs": 0, "steps": steps_taken, "best": None,
-               "test": {}, "samples_per_s": None, "duration_s": time.time() - started, "error": error,
-               "run_dir": str(run_dir), "landscape": {"surface": surface.name, "formula": surface.formula, **result}}
-    write_json(run_dir / "summary.json", summary)
+    summary = RunSummary(status=FAILED if error else COMPLETED, duration_s=time.time() - started, error=error,
+                         run_dir=str(run_dir), extra={"steps": steps_taken, "landscape": {
+                             "surface": surface.name, "formula": surface.formula, **result}})
+    summary = summary.to_dict()
+    write_summary(run_dir, {k: summary[k] for k in ("status", "epochs", "steps")} | summary)  # steps after epochs
     _print_tables(record, result)
     log.info("plot %s%s", run_dir / PLOT_FILE, "".join(f"; overlay of the sweep so far {p}" for p in overlays))
     if error:

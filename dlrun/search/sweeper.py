@@ -8,7 +8,6 @@ Job folders are numbered by trial number.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -21,6 +20,7 @@ from omegaconf import OmegaConf
 
 from dlrun.errors import ConfigError
 from dlrun.metrics import mode_for
+from dlrun.run_record import FINISHED, INTERRUPTED, PRUNED, read_summary
 from dlrun.search import space as search_space
 from dlrun.search.trial import make_pruner, open_storage, trial_overrides
 
@@ -118,14 +118,14 @@ class OptunaSearch:
     def _tell(self, study, trial, ret) -> bool:
         """Record a job's outcome in its trial; True when the job was interrupted (the search stops)."""
         run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
-        summary_path = run_dir / "summary.json"
-        status = json.loads(summary_path.read_text()).get("status") if summary_path.is_file() else None
-        if status == "interrupted":
+        summary = read_summary(run_dir)
+        status = summary and summary.status
+        if status == INTERRUPTED:
             return True  # left running: the next run of the command asks it again
         value = ret._return_value if ret.status == JobStatus.COMPLETED else None
-        if status == "pruned":
+        if status == PRUNED:
             outcome = {"state": TrialState.PRUNED}
-        elif isinstance(value, (int, float)) and math.isfinite(value) and status in ("completed", "stopped_early"):
+        elif isinstance(value, (int, float)) and math.isfinite(value) and status in FINISHED:
             outcome = {"values": float(value)}
         else:
             outcome = {"state": TrialState.FAIL}
