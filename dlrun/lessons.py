@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 from hydra.experimental.callback import Callback as HydraCallback
 
-from dlrun.run_record import read_summary
+from dlrun.run_record import FAILED, read_summary
 
 log = logging.getLogger("dlrun")
 FIGURE = "lesson.png"
@@ -90,7 +90,7 @@ def draw_init(jobs, fig):
             continue
         layers = np.arange(1, len(scales["layers"]) + 1)
         act, grad = np.array(scales["activation_std"]), np.array(scales["grad_norm"])
-        failed = job["summary"].get("status") == "failed"
+        failed = job["summary"].get("status") == FAILED
         label = job["label"] + (" (diverged)" if failed else "")
         ax_act.plot(layers, np.where(act > 0, act, np.nan), marker="o", color=f"C{i}", label=label)
         ax_grad.plot(layers, np.where(grad > 0, grad, np.nan), marker="o", color=f"C{i}", label=label)

@@ -24,7 +24,7 @@ from dlrun.device import autocast, eval_mode, grad_scaler
 from dlrun.errors import DlrunError
 from dlrun.metrics import ConfusionCounts, EpochMetrics, improved, mode_for
 from dlrun.records import MetricsLog, RunWriteError, write_json
-from dlrun.run_record import RunSummary
+from dlrun.run_record import COMPLETED, FAILED, INTERRUPTED, PRUNED, RunSummary, STOPPED_EARLY
 from dlrun.tta import check as check_tta, forward as tta_forward
 
 log = logging.getLogger("dlrun")
@@ -184,7 +184,7 @@ class Loop:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", history=self.history if self.resumed_from else None)
         started = time.perf_counter()
-        status, error, test, throughput = "completed", None, {}, []
+        status, error, test, throughput = COMPLETED, None, {}, []
         try:
             with _stop_on_signals(self):
                 self._call("on_fit_start")
@@ -204,20 +204,18 @@ class Loop:
                     self._call("on_epoch_end", row)
                     if metrics_log is not None:  # after the callbacks: the keys they add (grad_norm/...) land too
                         metrics_log.write(row)
-                if self.stop_reason not in ("interrupted", "pruned"):  # a pruned trial stops at once: no test
+                if self.stop_reason not in (INTERRUPTED, PRUNED):  # a pruned trial stops at once: no test
                     self._call("on_train_end")
                     counts = ConfusionCounts(self.data.info.num_classes, self.device) \
                         if self.data.info.task == "classification" else None
                     test = score(self.model, self.data.test, self.loss_fn, self.device, self.amp_dtype, "test",
                                  self.data.info.target_std, self.tta, confusion=counts)
                     self.test_confusion = counts.compute() if counts is not None else None
-            status = {"interrupted": "interrupted", "stopped_early": "stopped_early"}.get(self.stop_reason, "completed")
-            if self.stop_reason == "pruned":  # a search trial its pruner stopped (dlrun/search/trial.py)
-                status = "pruned"
+            status = self.stop_reason if self.stop_reason in (INTERRUPTED, STOPPED_EARLY, PRUNED) else COMPLETED
         except KeyboardInterrupt:  # a second Ctrl-C, or a signal we could not hook
-            status = "interrupted"
+            status = INTERRUPTED
         except BaseException as e:
-            status, error = "failed", f"{type(e).__name__}: {e}"
+            status, error = FAILED, f"{type(e).__name__}: {e}"
             self._call("on_exception", e)
             raise
         finally:
@@ -226,7 +224,7 @@ class Loop:
                 samples_per_s=sum(throughput) / len(throughput) if throughput else None,
                 duration_s=time.perf_counter() - started, error=error, run_dir=str(self.run_dir),
             ).to_dict()  # a dict: callbacks add their keys in on_fit_end
-            if status == "stopped_early":
+            if status == STOPPED_EARLY:
                 summary["stopped_epoch"] = self.epoch
             try:
                 self._call("on_fit_end", summary)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlrun.config import validate
 from dlrun.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, DlrunError
 from dlrun.run_lock import RunFolderBusy
+from dlrun.run_record import INTERRUPTED
 
 log = logging.getLogger("dlrun")
 
@@ -150,7 +151,7 @@ def _train(cfg: DictConfig, run_dir: Path):
     distributed.leave()  # DDP: leave the group cleanly (a gloo group left open can abort the exit)
     if distributed.is_main():
         print_run_end(summary)
-    if summary["status"] == "interrupted":
+    if summary["status"] == INTERRUPTED:
         raise SystemExit(EXIT_INTERRUPTED)
     return _objective(cfg, summary)
 

@@ -22,6 +22,7 @@ from dlrun.callbacks.base import Callback
 from dlrun.checkpoint import unwrap
 from dlrun.errors import ConfigError
 from dlrun.metrics import improved, mode_for
+from dlrun.run_record import FINISHED
 
 log = logging.getLogger("dlrun")
 KEY = "callbacks.early_stopping"
@@ -116,7 +117,7 @@ class EarlyStopping(Callback):
             "monitor": self.monitor, "best": self.best, "best_epoch": self.best_epoch,
             "stopped_epoch": self.stopped_epoch, "reason": self.reason,
             "restored_best_weights": bool(self.restore_best_weights and self.best_weights is not None
-                                          and summary["status"] in ("completed", "stopped_early")),
+                                          and summary["status"] in FINISHED),
         }
 
     # exact resume: the counters, and the best weights when they will be restored

@@ -19,6 +19,7 @@ from dlrun import checkpoint
 from dlrun.callbacks.base import Callback
 from dlrun.errors import ConfigError
 from dlrun.metrics import improved, mode_for
+from dlrun.run_record import INTERRUPTED
 
 log = logging.getLogger("dlrun")
 KEY = "callbacks.model_checkpoint"
@@ -124,7 +125,7 @@ class ModelCheckpoint(Callback):
 
     def on_fit_end(self, loop, summary: dict) -> None:
         # an interrupted run saves where it stands (mid-epoch included) so that it can resume exactly
-        if self.save_last and summary["status"] == "interrupted":
+        if self.save_last and summary["status"] == INTERRUPTED:
             self.last_saved_epoch = loop.epoch
             checkpoint.save(checkpoint.capture(loop), self._dir(loop) / "last.pt")
             log.info("saved %s (epoch %d, batch %d of the next); continue with:", self._dir(loop) / "last.pt",

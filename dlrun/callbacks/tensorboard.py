@@ -38,6 +38,7 @@ from dlrun.callbacks.base import Callback
 from dlrun.checkpoint import unwrap
 from dlrun.device import eval_mode
 from dlrun.errors import ConfigError
+from dlrun.run_record import FINISHED, PRUNED
 
 log = logging.getLogger("dlrun")
 _NOT_SCALARS = ("epoch", "step")
@@ -306,8 +307,8 @@ class TensorBoardLogger(Callback):
             return
         if self._hook is not None:
             self._hook.remove()
-        tested = summary["status"] in ("completed", "stopped_early") and summary.get("test")
-        if tested or (summary["status"] == "pruned" and summary.get("best")):  # a pruned trial: its best, no test
+        tested = summary["status"] in FINISHED and summary.get("test")
+        if tested or (summary["status"] == PRUNED and summary.get("best")):  # a pruned trial: its best, no test
             results = dict(summary["test"])
             if summary.get("best"):
                 results.update({f"best/{k}": v for k, v in summary["best"].items() if k != "epoch"})

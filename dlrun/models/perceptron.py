@@ -17,6 +17,7 @@ from torch import nn
 
 from dlrun.callbacks.base import Callback
 from dlrun.errors import ConfigError
+from dlrun.run_record import FAILED
 
 log = logging.getLogger("dlrun")
 
@@ -87,7 +88,7 @@ class PerceptronReport(Callback):
 
     def on_fit_end(self, loop, summary: dict) -> None:
         linear = getattr(loop.model, "linear", None)
-        if not isinstance(loop.model, Perceptron) or summary["status"] == "failed":
+        if not isinstance(loop.model, Perceptron) or summary["status"] == FAILED:
             return
         x, y = loop.data.train.x, loop.data.train.y
         with torch.no_grad():
