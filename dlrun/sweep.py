@@ -233,8 +233,13 @@ class SweepReport(HydraCallback):
         from dlrun.console import console
         from dlrun.run_record import STATUS_STYLE
 
-        run = Path(job_return.hydra_cfg.hydra.runtime.output_dir)
-        row = record_job(Path(job_return.hydra_cfg.hydra.sweep.dir), run, config.get("monitor"))
+        hc = job_return.hydra_cfg.hydra
+        # both absolute: a relative sweep.dir (a project's experiment) would not prefix the absolute output_dir,
+        # and the job's row would be named by its whole path (and counted twice at the sweep's end)
+        run = Path(hc.runtime.output_dir)
+        sweep_dir = Path(hc.sweep.dir)
+        row = record_job(sweep_dir if sweep_dir.is_absolute() else Path(hc.runtime.cwd) / sweep_dir, run,
+                         config.get("monitor"))
         if row is None:
             return
         monitor = row["monitor"]
