@@ -199,9 +199,10 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def print_top(console, rows: list[dict], top: int, columns: list[str] | None = None, title: str | None = None,
-              full_table: Path | None = None) -> None:
+              full_table: Path | None = None, sorted_by: str | None = None) -> None:
     """The table of `rows` (sorted, best first); beyond `top` rows (0: no limit) only the best `top`, then the
-    counts by status, the best run's overrides, and where every row is."""
+    counts by status, the best run's overrides, and where every row is. `sorted_by`: the column the rows
+    were sorted on, when not the monitor (`--sort`)."""
     from dlrun.table import cell, print_table, split_overrides
 
     if not top or len(rows) <= top:
@@ -209,8 +210,8 @@ def print_top(console, rows: list[dict], top: int, columns: list[str] | None = N
         return
     monitors = {r["monitor"] for r in rows}
     by = f" by best/{next(iter(monitors))}" if len(monitors) == 1 else ""
-    print_table(console, rows[:top], columns, f"{title + ': ' if title else ''}the best {top} of {len(rows)}{by}",
-                among=rows)
+    head = f"the first {top} of {len(rows)} sorted by {sorted_by}" if sorted_by else f"the best {top} of {len(rows)}{by}"
+    print_table(console, rows[:top], columns, f"{title + ': ' if title else ''}{head}", among=rows)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.get("status")] = counts.get(r.get("status"), 0) + 1
@@ -218,7 +219,7 @@ def print_top(console, rows: list[dict], top: int, columns: list[str] | None = N
     metric = f"best/{best['monitor']}"
     setting = " ".join(o for o in (best.get("overrides") or "").split() if o.lstrip("+~").split("=")[0] in differing)
     lines = ["by status: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1])),
-             f"best: {best['run']} {metric}={cell(best.get(metric), metric)} {setting}".rstrip(),
+             f"{'first' if sorted_by else 'best'}: {best['run']} {metric}={cell(best.get(metric), metric)} {setting}".rstrip(),
              f"every row: {full_table}" if full_table else "every row: --top 0 (or --format csv)"]
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
@@ -278,7 +279,7 @@ def main(argv=None) -> int:
     if args.format == "table":
         from dlrun.console import console
 
-        print_top(console, rows, args.top or 0, columns)
+        print_top(console, rows, args.top or 0, columns, sorted_by=args.sort and ("-" if args.sort.startswith("-") else "") + sort[0])
     else:
         sys.stdout.write(render(rows[:args.top] if args.top else rows, args.format, columns))
     return 0

@@ -134,3 +134,13 @@ def test_overrides_are_read_as_hydra_wrote_them_quoted_or_plain(tmp_path):
     quoted = [*plain[:3], "data.name=x: y"]  # YAML quotes this one: the whole file goes through the parser
     (run / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(quoted))
     assert compare.run_row(run)["overrides"] == " ".join(quoted)
+
+
+def test_compare_top_with_sort_says_what_it_sorted_by(tmp_path, output):
+    make_sweep(tmp_path, 6, CONFIG)
+    assert compare.main([str(tmp_path), "--top", "2", "--sort", "time_s", "--no-group"]) == 0
+    out = output.getvalue()
+    assert "the first 2 of 6 sorted by time_s" in out and "the best 2" not in out and "\nbest:" not in out
+    by_time = sorted(compare.collect([tmp_path]), key=lambda r: r["time_s"])
+    shown = [line.split()[0] for line in out[:out.index("by status:")].splitlines()[2:]]
+    assert shown == [r["run"] for r in by_time[:2]]
