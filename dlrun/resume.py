@@ -64,9 +64,10 @@ MOVED_TARGETS = {"dlrun.callbacks.checkpoint.": "dlrun.callbacks.model_checkpoin
 
 def _current_targets(cfg: DictConfig) -> DictConfig:
     text = OmegaConf.to_yaml(cfg)
+    moved = text
     for old, new in MOVED_TARGETS.items():
-        text = text.replace(f"_target_: {old}", f"_target_: {new}")
-    return OmegaConf.create(text)
+        moved = moved.replace(f"_target_: {old}", f"_target_: {new}")
+    return cfg if moved == text else OmegaConf.create(moved)  # the config as saved unless a target moved
 
 
 def saved_run(checkpoint: Path, state: dict) -> SavedRun | None:
