@@ -169,3 +169,23 @@ def test_shortcut_false_is_the_plain_network_of_the_same_layers():
     block = blocks[0].eval()
     x = torch.randn(2, 4, 16, 16)
     torch.testing.assert_close(block(x), torch.relu(block.residual(x)))  # y = act(F(x)), no + x
+
+
+@pytest.mark.parametrize("padding,P", [("same", 1), ("valid", 0)])
+def test_convnet_padding_gives_the_notes_output_size(padding, P):
+    cfg = make_cfg("model=convnet", "model.widths=[4,8]", f"model.padding={padding}")
+    model, _ = build_model_and_loss(cfg, DataInfo((1, 28, 28), 10, list("0123456789")))
+    rows = [r for r in summarize(model, (1, 28, 28)).rows if r.kind in ("Conv2d", "MaxPool2d")]
+    out = lambda h, f, s, p=0: (h + 2 * p - f) // s + 1  # the notes' H' = (H + 2P - f)/s + 1
+    h1 = out(28, 3, 1, P)
+    h2 = out(h1 // 2, 3, 1, P)
+    assert [r.output_shape for r in rows] == [(4, h1, h1), (4, h1 // 2, h1 // 2), (8, h2, h2), (8, h2 // 2, h2 // 2)]
+    assert (h1, h2) == ((28, 14) if padding == "same" else (26, 11))
+
+
+def test_convnet_valid_padding_too_deep_for_the_image_is_one_clear_error():
+    from dlrun.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.padding.*too small"):
+        build_model_and_loss(make_cfg("model=convnet", "model.widths=[4,4,4,4]", "model.padding=valid"),
+                             DataInfo((1, 28, 28), 10, list("0123456789")))

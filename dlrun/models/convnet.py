@@ -15,9 +15,13 @@ from dlrun.models.common import image_shape, norms, require_size
 from dlrun.nn.activations import activation_factory
 
 
+PADDING = {"same": 1, "valid": 0}  # P for a 3x3 convolution: same keeps H, valid takes 2 off (H + 2P - 3 + 1)
+
+
 class ConvNet(nn.Module):
     def __init__(self, in_shape, num_classes: int, widths=(32, 64, 128), convs_per_stage: int = 1,
-                 activation: str = "relu", negative_slope: float = 0.01, batchnorm: bool = True, dropout: float = 0.0):
+                 activation: str = "relu", negative_slope: float = 0.01, batchnorm: bool = True, dropout: float = 0.0,
+                 padding: str = "same"):
         super().__init__()
         c, h, w = image_shape(in_shape, "convnet")
         widths = [int(x) for x in widths]
@@ -25,16 +29,22 @@ class ConvNet(nn.Module):
             raise ConfigError("model.widths", widths, "a non-empty list of channel counts >= 1")
         if convs_per_stage < 1:
             raise ConfigError("model.convs_per_stage", convs_per_stage, "an integer >= 1")
+        if padding not in PADDING:
+            raise ConfigError("model.padding", padding, "same (P = 1: a 3x3 convolution keeps the size) or valid (P = 0)")
         require_size("convnet", h, w, 2 ** len(widths), f"{len(widths)} 2x2 poolings")
+        pad, size = PADDING[padding], (h, w)
         act = activation_factory(activation, negative_slope)
         layers: list[nn.Module] = []
         for width in widths:
             for _ in range(convs_per_stage):
                 # no bias before batch norm: its shift would be subtracted again
-                layers += [nn.Conv2d(c, width, 3, padding=1, bias=not batchnorm), *norms(width, batchnorm), act()]
-                c = width
+                layers += [nn.Conv2d(c, width, 3, padding=pad, bias=not batchnorm), *norms(width, batchnorm), act()]
+                c, h, w = width, h + 2 * pad - 3 + 1, w + 2 * pad - 3 + 1  # the notes' (H + 2P - f)/s + 1
             layers.append(nn.MaxPool2d(2))
             h, w = h // 2, w // 2
+            if min(h, w) < 1:
+                raise ConfigError("model.padding", padding, f"a {size[0]}x{size[1]} input is too small for {len(widths)} "
+                                  "stages of valid 3x3 convolutions and 2x2 pools; use same (or fewer model.widths)")
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Flatten(), *([nn.Dropout(dropout)] if dropout else []),
                                         nn.Linear(c * h * w, num_classes))
