@@ -270,7 +270,8 @@ def main(argv=None) -> int:
         print(f"error: {option} {', '.join(unknown or bad)}: no such column; columns are {', '.join(available)}",
               file=sys.stderr)
         return 2
-    rows = sort_rows(rows, sort[0] and ("-" if args.sort.startswith("-") else "") + sort[0])
+    sort_key = sort[0] and ("-" if args.sort.startswith("-") else "") + sort[0]  # None: by the monitor
+    rows = sort_rows(rows, sort_key)
     if args.top is not None and args.top < 0:
         print(f"error: --top {args.top}: give a number of rows >= 0 (0: every row)", file=sys.stderr)
         return 2
@@ -279,7 +280,7 @@ def main(argv=None) -> int:
     if args.format == "table":
         from dlrun.console import console
 
-        print_top(console, rows, args.top or 0, columns, sorted_by=args.sort and ("-" if args.sort.startswith("-") else "") + sort[0])
+        print_top(console, rows, args.top or 0, columns, sorted_by=sort_key)
     else:
         sys.stdout.write(render(rows[:args.top] if args.top else rows, args.format, columns))
     return 0
