@@ -342,6 +342,12 @@ def is_number(v) -> bool:
 _FROM_ENV = re.compile(r"\$\{(oc\.env|env):")
 
 
+def typed_overrides(hydra_node) -> list[str]:
+    """The command line's overrides as typed (`hydra.overrides.task`). Read item by item from Hydra's
+    ListConfig they would be resolved: `x=${oc.env:SECRET}` would become the secret itself."""
+    return OmegaConf.to_container(hydra_node.overrides.task, resolve=False)
+
+
 def plain_config(cfg: DictConfig) -> dict:
     """The resolved config as plain containers, for checkpoints and TensorBoard, with every value that
     comes from an environment variable (`${oc.env:...}`: tokens, passwords) replaced by a placeholder."""

@@ -63,9 +63,11 @@ def composed_from(config) -> list[str]:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
+    from dlrun.config import typed_overrides
+
     try:
         defaults = GlobalHydra.instance().config_loader().compute_defaults_list(
-            config_name=config.hydra.job.config_name, overrides=list(config.hydra.overrides.task), run_mode=RunMode.RUN)
+            config_name=config.hydra.job.config_name, overrides=typed_overrides(config.hydra), run_mode=RunMode.RUN)
         paths = [d.config_path for d in defaults.defaults if d.config_path]
     except Exception:  # not initialised, or a loader without the method
         paths = [f"{group}/{option}" for group, option in config.hydra.runtime.choices.items() if option]

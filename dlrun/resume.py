@@ -98,11 +98,12 @@ def _given_overrides() -> tuple[list[str], dict] | None:
     """(this command's overrides, its group choices) under Hydra; None when called from Python."""
     from hydra.core.hydra_config import HydraConfig
 
+    from dlrun.config import typed_overrides
+
     if not HydraConfig.initialized():
         return None
     hc = HydraConfig.get()
-    # as typed (resolve=False): an override's `${oc.env:...}` must not become the secret in resumes.jsonl
-    return OmegaConf.to_container(hc.overrides.task, resolve=False), OmegaConf.to_container(hc.runtime.choices)
+    return typed_overrides(hc), OmegaConf.to_container(hc.runtime.choices)
 
 
 def _flat(node, prefix: str = "") -> dict:

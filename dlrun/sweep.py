@@ -218,10 +218,10 @@ class SweepReport(HydraCallback):
     def on_multirun_start(self, config, **kwargs) -> None:
         # launchers that run jobs in other processes (submitit, joblib) resolve the sweep folder again
         # there: hand them this process's stamp so that every job lands in the same sweep folder
-        from dlrun.config import run_stamp
+        from dlrun.config import run_stamp, typed_overrides
 
         os.environ["DLRUN_RUN_STAMP"] = run_stamp()
-        os.environ[SHARED_ENV] = json.dumps(shared_overrides(list(config.hydra.overrides.task)))
+        os.environ[SHARED_ENV] = json.dumps(shared_overrides(typed_overrides(config.hydra)))
 
     def on_job_end(self, config, job_return, **kwargs) -> None:
         if not in_multirun():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlrun.config import validate
+from dlrun.config import typed_overrides, validate
 from dlrun.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, DlrunError
 from dlrun.run_lock import RunFolderBusy
 from dlrun.run_record import INTERRUPTED
@@ -200,7 +200,7 @@ def _launch_ddp(cfg: DictConfig, run_dir: Path) -> float:
     from dlrun import distributed
 
     log.info("launching %d DDP processes (torch.distributed.run) into %s", cfg.trainer.devices, run_dir)
-    code = distributed.launch(cfg.trainer.devices, list(HydraConfig.get().overrides.task), str(run_dir))
+    code = distributed.launch(cfg.trainer.devices, typed_overrides(HydraConfig.get()), str(run_dir))
     summary_path = run_dir / "summary.json"
     if code != 0 or not summary_path.is_file():
         error = DlrunError(f"the {cfg.trainer.devices} DDP processes ended with exit code {code}; "

@@ -80,14 +80,13 @@ def hydra_context(run_dir) -> tuple[dict, list[str], bool]:
     """(group choices, command-line overrides, whether it is a sweep's job) of the run: from Hydra when it runs
     this process, else from the run folder's .hydra/hydra.yaml; empty without either (a loop built in Python)."""
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
 
     if HydraConfig.initialized():
+        from dlrun.config import typed_overrides
         from dlrun.sweep import in_multirun
 
         hc = HydraConfig.get()
-        # as typed: an override's `${oc.env:...}` would resolve to the secret it names when read from the ListConfig
-        return dict(hc.runtime.choices), OmegaConf.to_container(hc.overrides.task, resolve=False), in_multirun()
+        return dict(hc.runtime.choices), typed_overrides(hc), in_multirun()
     path = run_dir / ".hydra" / "hydra.yaml"
     if path.is_file():
         import yaml
