@@ -53,7 +53,7 @@ bench: $(VENV)/.installed data
 # Each lesson's figure (docs/lessons.md): runs the experiment presets and copies their lesson.png to
 # docs/figures/NAME.png; presets that need Fashion-MNIST are skipped without it. Or: make figures NAMES="init"
 figures: $(VENV)/.installed
-	$(BIN)/python -m dlrun.lessons docs/figures $(NAMES)
+	$(BIN)/python -m dlrun.sweeps.lessons docs/figures $(NAMES)
 
 clean:
 	rm -rf $(VENV) outputs

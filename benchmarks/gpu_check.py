@@ -55,7 +55,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from dlrun.config import register_configs
+    from dlrun.config.schema import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "dlrun" / "conf"), version_base="1.3"):
@@ -71,7 +71,7 @@ def overrides(a, model: str, precision: str) -> list[str]:
 
 def dlrun_epochs(a, model: str, precision: str, run_dir: Path, sync) -> list[float]:
     from dlrun.callbacks.base import order_callbacks
-    from dlrun.tasks import build_loop
+    from dlrun.training.tasks import build_loop
 
     loop = build_loop(compose(overrides(a, model, precision)), run_dir)
     clock = EpochClock(sync)
@@ -87,7 +87,7 @@ def bare_epochs(a, model: str, precision: str, sync) -> list[float]:
     import torch
 
     from dlrun.data import build_data
-    from dlrun.device import autocast, autocast_dtype, select_device, use_channels_last
+    from dlrun.training.device import autocast, autocast_dtype, select_device, use_channels_last
     from dlrun.models import build_model_and_loss
     from dlrun.nn.optimizers import build_optimizer
 

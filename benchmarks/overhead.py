@@ -24,8 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import make_cfg  # noqa: E402  (the same compose helper the tests use)
 
-from dlrun.loop import score  # noqa: E402
-from dlrun.tasks import build_loop  # noqa: E402
+from dlrun.training.loop import score  # noqa: E402
+from dlrun.training.tasks import build_loop  # noqa: E402
 
 
 def bare_fit(model, data, lr: float, epochs: int, fused: bool) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 import dlrun
-from dlrun.plots import plt, save_figure
+from dlrun.results.plots import plt, save_figure
 
 SEARCH = ["hparams_search=mlp", "data=digits", "monitor=val/loss", "callbacks=none", "trainer.progress=none",
           "trainer.num_threads=1"]

@@ -6,7 +6,7 @@ cross-entropy); only the setting changes:
   nchw          torch's defaults: NCHW tensors, Adam's for-loop step (the baseline, ratio 1.00)
   fused         Adam(fused=True): one kernel updates every parameter (dlrun/conf/optimizer/adam.yaml)
   channels_last model and inputs in NHWC (oneDNN's preferred layout on CPU)
-  dlrun         channels_last + fused: what dlrun turns on by default on a CPU (dlrun/device.py)
+  dlrun         channels_last + fused: what dlrun turns on by default on a CPU (dlrun/training/device.py)
   compile       torch.compile of the model, NCHW
   compile_cl    torch.compile of the model, NHWC
 

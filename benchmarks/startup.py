@@ -11,7 +11,7 @@ each repeat (and the order flips every other repeat), so drift in machine load h
   tree:PATH   (--tree PATH) dlrun from another checkout, e.g. the main branch, to measure a change
 
 Phases (seconds, medians over the repeats): interpreter (process start to the first line), import
-(hydra + dlrun.cli; torch for bare), compose (Hydra composes the config), torch (import torch and the
+(hydra + dlrun.cli.main; torch for bare), compose (Hydra composes the config), torch (import torch and the
 dlrun modules that need it), setup (seed, device, until the data starts loading), data (load, split,
 normalise, place), model (build, initialise, move), optimizer (its first creation imports torch._dynamo
 in every PyTorch program), fit start (callbacks built, their on_fit_start: the TensorBoard writer),
@@ -123,21 +123,21 @@ def _timed(mark: Marks, module, name: str, before: str, after: str) -> None:
 
 
 def child_dlrun(a, mark: Marks) -> None:
-    import dlrun.cli
-    import dlrun.tasks
+    import dlrun.cli.main
+    import dlrun.training.tasks
 
     mark("import")
     import startup  # Hydra instantiates the callback from this module, not from __main__
 
     startup.FirstStep.marks = mark
-    run_task = dlrun.tasks.run_task
+    run_task = dlrun.training.tasks.run_task
 
     def instrumented(cfg):
         mark("compose")
         import torch  # noqa: F401  (build_loop's first line; timed here as its own phase)
 
         import dlrun.data
-        import dlrun.loop
+        import dlrun.training.loop
         import dlrun.nn.optimizers
 
         mark("torch")
@@ -145,9 +145,9 @@ def child_dlrun(a, mark: Marks) -> None:
         _timed(mark, dlrun.nn.optimizers, "build_optimizer", "model", "optimizer")  # model: data end to here
         return run_task(cfg)
 
-    dlrun.tasks.run_task = instrumented
+    dlrun.training.tasks.run_task = instrumented
     sys.argv = ["dlrun", *a.overrides]
-    dlrun.cli.main()
+    dlrun.cli.main.main()
 
 
 # -- the parent -------------------------------------------------------------------------------------------

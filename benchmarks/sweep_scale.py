@@ -39,7 +39,7 @@ def composed_config() -> str:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from dlrun import config
+    from dlrun.config import schema as config
 
     config.register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "dlrun" / "conf"), version_base="1.3"):
@@ -83,7 +83,7 @@ def make_sweep(sweep: Path, n: int, config_text: str, start: int = 0) -> list[Pa
 # -- the costs ----------------------------------------------------------------------------------------------------
 def job_end_s(sweep: Path, runs: list[Path]) -> float:
     """A job's bookkeeping when it ends (the SweepReport callback's on_job_end, less the printed line)."""
-    from dlrun import sweep as sweep_mod
+    from dlrun.sweeps import sweep as sweep_mod
 
     times = []
     for run in runs:
@@ -97,7 +97,7 @@ def job_end_s(sweep: Path, runs: list[Path]) -> float:
 
 
 def record_all(sweep: Path, runs: list[Path]) -> None:
-    from dlrun import sweep as sweep_mod
+    from dlrun.sweeps import sweep as sweep_mod
 
     if hasattr(sweep_mod, "record_job"):  # before: there was no per-job record
         for run in runs:
@@ -111,7 +111,7 @@ def compare_s(sweep: Path, *args: str) -> tuple[float, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120", "SWEEP_SCALE_CODE": str(ROOT)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([PYTHON, "-m", "dlrun.compare", str(sweep), *args], env=env, check=True,
+    subprocess.run([PYTHON, "-m", "dlrun.results.compare", str(sweep), *args], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -122,7 +122,9 @@ def end_table_s(sweep: Path) -> tuple[float, list[dict]]:
     """The sweep's end without the report: rows, sweep.json, summary.csv and the printed table."""
     from rich.console import Console
 
-    from dlrun import compare, sweep as sweep_mod
+    from dlrun.results import compare
+
+    from dlrun.sweeps import sweep as sweep_mod
 
     console = Console(file=open(os.devnull, "w"), width=120)
     t0 = time.perf_counter()
@@ -133,7 +135,7 @@ def end_table_s(sweep: Path) -> tuple[float, list[dict]]:
         compare.write_csv(rows, sweep / "summary.csv")
         compare.print_top(console, rows, 20, title="sweep", full_table=sweep / "summary.csv")
     else:
-        from dlrun.table import print_table
+        from dlrun.results.table import print_table
 
         rows = compare.sort_rows(sweep_mod.write_manifest(sweep))
         compare.write_csv(rows, sweep / "summary.csv")
@@ -142,8 +144,8 @@ def end_table_s(sweep: Path) -> tuple[float, list[dict]]:
 
 
 def report_s(sweep: Path, rows: list[dict]) -> float:
-    from dlrun import sweep as sweep_mod
-    from dlrun.html_report import write_sweep_report
+    from dlrun.sweeps import sweep as sweep_mod
+    from dlrun.results.html_report import write_sweep_report
 
     t0 = time.perf_counter()
     limit = getattr(sweep_mod, "REPORT_ROWS", None)
@@ -243,9 +245,9 @@ def main() -> None:
 
 
 def _has_top() -> bool:
-    import dlrun.compare
+    import dlrun.results.compare
 
-    return hasattr(dlrun.compare, "print_top")
+    return hasattr(dlrun.results.compare, "print_top")
 
 
 def _s(v) -> str:

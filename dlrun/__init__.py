@@ -15,10 +15,8 @@ def run(overrides=()) -> dict:
     return _run(overrides)
 
 
-def __getattr__(name: str):
-    # `dlrun.sweep([...])`: the name is also the module dlrun/sweep.py, which is made callable there
-    if name == "sweep":
-        import importlib
+def sweep(overrides=()) -> list[dict]:
+    """`dlrun -m OVERRIDES` from Python: the jobs' rows, best first (see dlrun/api.py)."""
+    from dlrun.api import sweep as _sweep
 
-        return importlib.import_module("dlrun.sweep")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _sweep(overrides)

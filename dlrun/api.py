@@ -28,7 +28,7 @@ def _hydra_run(overrides, multirun: bool):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
-    from dlrun import config
+    from dlrun.config import schema as config
 
     config.register_configs()
     config._STAMP = None  # each call is a new run (or sweep) folder, as each command would be
@@ -41,7 +41,7 @@ def _hydra_run(overrides, multirun: bool):
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="dlrun"):
             hydra = GlobalHydra.instance().hydra
             if multirun:
-                from dlrun.tasks import run_task
+                from dlrun.training.tasks import run_task
 
                 return hydra.multirun(config_name="config", task_function=run_task, overrides=list(overrides))
             return hydra.run(config_name="config", task_function=_run_one, overrides=list(overrides))
@@ -59,7 +59,7 @@ def _run_one(cfg):
     """Hydra's task function for dlrun.run: the CLI's, but a failure raises instead of exiting."""
     from hydra.core.hydra_config import HydraConfig
 
-    from dlrun.tasks import execute
+    from dlrun.training.tasks import execute
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -77,7 +77,7 @@ def run(overrides=()) -> dict:
     >>> summary = dlrun.run(["model=mlp", "optimizer=sgd", "trainer.max_epochs=2"])
     >>> summary["test"]["test/acc"]
     """
-    from dlrun.run_record import read_summary
+    from dlrun.run_folder.run_record import read_summary
 
     ret = _hydra_run(overrides, multirun=False)
     run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
@@ -89,8 +89,8 @@ def run(overrides=()) -> dict:
 
 def sweep(overrides=()) -> list[dict]:
     """A multirun as `dlrun -m OVERRIDES` does; returns the rows of its summary.csv (best first) as dicts."""
-    from dlrun.compare import sort_rows
-    from dlrun.sweep import sweep_rows
+    from dlrun.results.compare import sort_rows
+    from dlrun.sweeps.sweep import sweep_rows
 
     # the mode `dlrun -m` sets: its jobs know they are a sweep's (skip or resume on a rerun, jobs.jsonl)
     returns = _hydra_run([*overrides, "hydra.mode=MULTIRUN"], multirun=True)

@@ -20,7 +20,7 @@ import dlrun
 import dlrun.console  # noqa: F401 - bound now to the session's output capture, not to one test's
 import dlrun.data
 from dlrun.callbacks.base import Callback
-from dlrun.config import register_configs
+from dlrun.config.schema import register_configs
 from dlrun.data import idx
 
 CONF_DIR = str(Path(dlrun.__file__).parent / "conf")
@@ -101,7 +101,7 @@ class ScriptedMetric(Callback):
 
 def loop_with_metric(cfg, run_dir: Path, values, key="val/acc"):
     """(loop, script): the loop of `cfg` whose `key` follows `values`, set before the other callbacks read it."""
-    from dlrun.tasks import build_loop
+    from dlrun.training.tasks import build_loop
 
     run_dir.mkdir(parents=True, exist_ok=True)
     loop = build_loop(cfg, run_dir)

@@ -3,7 +3,7 @@
 import os
 
 from dlrun.callbacks import Callback
-from dlrun.search.trial import ENV_TRIAL
+from dlrun.callbacks.optuna_trial import ENV_TRIAL
 
 
 class ScriptedMetric(Callback):

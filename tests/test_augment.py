@@ -13,7 +13,7 @@ from conftest import TINY, make_cfg
 from dlrun.data import build_data
 from dlrun.data.augment import Augment, affine, batch_seed, crop, erase, flip
 from dlrun.errors import ConfigError
-from dlrun.metrics import EpochMetrics
+from dlrun.training.metrics import EpochMetrics
 
 PLAIN = ["crop", "flip", "erase", "affine"]  # transforms that keep integer labels
 
@@ -131,7 +131,7 @@ def test_soft_targets_count_their_argmax_as_the_class():
 
 
 def test_unknown_augmentation_and_tabular_data_are_config_errors():
-    from dlrun.config import validate
+    from dlrun.training.validate import validate
     from dlrun.data.augment import build_augment
 
     with pytest.raises(ConfigError, match=r"data.augment.*crop, flip, erase, affine, mixup, cutmix"):
@@ -142,7 +142,7 @@ def test_unknown_augmentation_and_tabular_data_are_config_errors():
 
 @pytest.mark.slow
 def test_mixup_trains_end_to_end_and_needs_a_softmax_cross_entropy(tmp_path):
-    from dlrun.tasks import build_loop
+    from dlrun.training.tasks import build_loop
 
     (tmp_path / "ok").mkdir()
     summary = build_loop(make_cfg(*TINY, "data.augment=[flip,mixup]", "callbacks=none"), tmp_path / "ok").fit()

@@ -12,7 +12,7 @@ from dlrun.callbacks.base import Callback, build_callbacks
 from dlrun.callbacks.model_checkpoint import ModelCheckpoint
 from dlrun.callbacks.progress import PlainProgress, RichProgress, make_progress
 from dlrun.errors import ConfigError
-from dlrun.tasks import build_loop
+from dlrun.training.tasks import build_loop
 
 TESTS = Path(__file__).parent
 
@@ -61,7 +61,7 @@ def test_a_callback_can_stop_the_run(tiny_cfg, tmp_path):
 
 
 def test_on_exception_sees_the_failure(tiny_cfg, tmp_path):
-    from dlrun.loop import NonFiniteLossError
+    from dlrun.training.loop import NonFiniteLossError
 
     seen = []
 

@@ -1,4 +1,4 @@
-"""ModelCheckpoint (top-k, template, every_n_epochs) and dlrun.checkpoint (contents, atomic write, safe load)."""
+"""ModelCheckpoint (top-k, template, every_n_epochs) and dlrun.run_folder.checkpoint (contents, atomic write, safe load)."""
 
 import subprocess
 import sys
@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import loop_with_metric
-from dlrun import checkpoint
+from dlrun.run_folder import checkpoint
 from dlrun.callbacks.base import Callback
 from dlrun.errors import CheckpointError, ConfigError
-from dlrun.tasks import build_loop
+from dlrun.training.tasks import build_loop
 
 
 def run_scripted(tiny_cfg, run_dir, values, *overrides, key="val/acc"):

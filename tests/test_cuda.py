@@ -6,9 +6,9 @@ import socket
 import pytest
 import torch
 
-from dlrun import checkpoint
-from dlrun.device import autocast
-from dlrun.tasks import build_loop
+from dlrun.run_folder import checkpoint
+from dlrun.training.device import autocast
+from dlrun.training.tasks import build_loop
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 CUDA = ("trainer.device=cuda",)
@@ -97,7 +97,7 @@ def test_deterministic_resume_on_cuda_is_exact(tiny_cfg, tmp_path):
 def test_nccl_ddp_with_one_process(tiny_cfg, tmp_path, monkeypatch):
     import torch.distributed as dist
 
-    from dlrun import distributed
+    from dlrun.training import distributed
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

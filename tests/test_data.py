@@ -86,7 +86,7 @@ def test_training_skips_a_last_batch_of_one_sample_only():
 
 def test_batch_norm_with_batches_of_one_is_a_config_error(tiny_cfg, tmp_path):
     from dlrun.errors import ConfigError
-    from dlrun.tasks import build_loop
+    from dlrun.training.tasks import build_loop
 
     with pytest.raises(ConfigError, match="data.batch_size=1 .*batch norm"):
         build_loop(tiny_cfg("model=mlp", "model.batchnorm=true", "data.batch_size=1"), tmp_path)

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from conftest import loop_with_metric
-from dlrun import checkpoint
+from dlrun.run_folder import checkpoint
 from dlrun.callbacks.early_stopping import EarlyStopping
 from dlrun.errors import ConfigError
-from dlrun.loop import score
-from dlrun.tasks import build_loop
+from dlrun.training.loop import score
+from dlrun.training.tasks import build_loop
 
 
 def stop_epoch(values, monitor="val/acc", **options):

@@ -12,10 +12,10 @@ from PIL import Image
 from conftest import TINY, make_cfg, read_summary, register_source, run_dlrun, write_fashion_mnist
 from dlrun.data.source import Source
 from dlrun.errors import CheckpointError, ConfigError, DataError
-from dlrun.evaluate import classification_report, r2, run_eval, run_predict, topk_accuracy
-from dlrun.plots import confusion_matrix
-from dlrun.records import read_jsonl
-from dlrun.tasks import train
+from dlrun.training.evaluate import classification_report, r2, run_eval, run_predict, topk_accuracy
+from dlrun.results.plots import confusion_matrix
+from dlrun.run_folder.records import read_jsonl
+from dlrun.training.tasks import train
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
@@ -236,7 +236,7 @@ def test_val_split_of_a_run_without_one(trained, tmp_path):
 @pytest.mark.parametrize("override, message", [("eval.split=holdout", "eval.split=holdout"),
                                                ("eval.topk=0", "eval.topk=0")])
 def test_bad_eval_options(override, message):
-    from dlrun.config import validate
+    from dlrun.training.validate import validate
 
     with pytest.raises(ConfigError, match=message):
         validate(eval_cfg("x.pt", override))

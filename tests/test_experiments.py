@@ -13,7 +13,9 @@ from hydra import compose, initialize_config_dir
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
-from dlrun.config import register_configs, validate
+from dlrun.config.schema import register_configs
+
+from dlrun.training.validate import validate
 from dlrun.data import DataInfo
 from conftest import CONF_DIR, TINY, run_dlrun
 

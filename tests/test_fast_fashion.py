@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from dlrun.errors import ConfigError
-from dlrun.loop import score
+from dlrun.training.loop import score
 from dlrun.data.loader import TensorLoader
 from dlrun.models.convnet import ConvNet
-from dlrun.tasks import build_loop
+from dlrun.training.tasks import build_loop
 
 
 def test_convnet_stages_halve_the_resolution_and_end_in_one_dense_layer():

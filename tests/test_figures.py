@@ -27,10 +27,10 @@ def _is_png(path: Path) -> bool:
 def test_a_run_writes_curves_confusion_matrix_and_env_from_its_own_metrics(tmp_path):
     import torch
 
-    from dlrun.figures import run_curves_figure
-    from dlrun.provenance import FIELDS
-    from dlrun.records import read_jsonl
-    from dlrun.tasks import execute
+    from dlrun.results.figures import run_curves_figure
+    from dlrun.run_folder.provenance import FIELDS
+    from dlrun.run_folder.records import read_jsonl
+    from dlrun.training.tasks import execute
 
     run = tmp_path / "run"
     run.mkdir()
@@ -56,7 +56,7 @@ def test_a_run_writes_curves_confusion_matrix_and_env_from_its_own_metrics(tmp_p
 
 
 def test_the_test_splits_confusion_matrix_comes_from_the_same_pass_as_test_acc(tmp_path):
-    from dlrun.tasks import build_loop
+    from dlrun.training.tasks import build_loop
 
     loop = build_loop(make_cfg(*TINY, "model=mlp", "callbacks=none", "trainer.max_epochs=1"), tmp_path)
     summary = loop.fit()
@@ -69,7 +69,7 @@ def test_the_test_splits_confusion_matrix_comes_from_the_same_pass_as_test_acc(t
 
 
 def test_a_regression_run_has_loss_and_mae_curves_and_no_confusion_matrix(tmp_path):
-    from dlrun.figures import run_curves_figure
+    from dlrun.results.figures import run_curves_figure
 
     history = [{"epoch": e, "train/loss": 1.0 / e, "val/loss": 1.2 / e, "train/mae": 2.0 / e, "val/mae": 2.5 / e}
                for e in (1, 2)]
@@ -108,8 +108,8 @@ def six_runs(tmp_path):
 
 
 def test_seed_groups_are_numpys_mean_and_sample_std(six_runs):
-    from dlrun.aggregate import group_rows
-    from dlrun.compare import collect
+    from dlrun.results.aggregate import group_rows
+    from dlrun.results.compare import collect
 
     groups = group_rows(collect([six_runs]))
     assert [g["config"] for g in groups] == ["data=synthetic optimizer=adam", "data=synthetic optimizer=sgd"]
@@ -127,9 +127,9 @@ def test_seed_groups_are_numpys_mean_and_sample_std(six_runs):
 def test_sweep_figures_draw_one_line_with_a_band_per_seed_group(six_runs):
     from matplotlib.collections import PolyCollection
 
-    from dlrun.aggregate import group_rows
-    from dlrun.compare import collect
-    from dlrun.figures import comparison_figures
+    from dlrun.results.aggregate import group_rows
+    from dlrun.results.compare import collect
+    from dlrun.results.figures import comparison_figures
 
     groups = group_rows(collect([six_runs]))
     figs = comparison_figures(groups, six_runs)
@@ -171,7 +171,7 @@ class _Page(HTMLParser):
 
 
 def test_report_html_is_one_self_contained_file_with_every_run_and_figure(six_runs, tmp_path):
-    from dlrun.compare import main
+    from dlrun.results.compare import main
 
     out = tmp_path / "report.html"
     assert main([str(six_runs), "--html", str(out)]) == 0
@@ -186,9 +186,9 @@ def test_report_html_is_one_self_contained_file_with_every_run_and_figure(six_ru
 
 
 def test_a_failed_seed_is_left_out_of_the_mean_and_shown_red_in_the_report(six_runs, tmp_path):
-    from dlrun.aggregate import group_rows
-    from dlrun.compare import collect
-    from dlrun.html_report import write_report
+    from dlrun.results.aggregate import group_rows
+    from dlrun.results.compare import collect
+    from dlrun.results.html_report import write_report
 
     failed = next(p for p in six_runs.iterdir() if p.name.startswith("0_"))  # sgd, seed 0
     (failed / "summary.json").write_text(json.dumps({"status": "failed", "epochs": 0, "best": None, "test": {},
@@ -206,7 +206,7 @@ def test_compare_groups_seeds_by_default_and_no_group_shows_single_runs(six_runs
     import csv
     import io
 
-    from dlrun.compare import main
+    from dlrun.results.compare import main
 
     assert main([str(six_runs), "--format", "csv"]) == 0
     grouped = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
@@ -227,7 +227,7 @@ def test_compare_shows_env_fields_as_columns_and_rejects_unknown_ones(six_runs, 
     import csv
     import io
 
-    from dlrun.compare import main
+    from dlrun.results.compare import main
 
     (next(six_runs.iterdir()) / "env.json").write_text(json.dumps({"hostname": "gpu-node-7", "git_commit": "abc"}))
     assert main([str(six_runs), "--no-group", "--format", "csv", "--env", "hostname"]) == 0
@@ -252,8 +252,8 @@ def console_text(monkeypatch):
 
 
 def test_diff_lists_config_keys_metrics_and_env_fields_that_differ(six_runs, capsys, console_text):
-    from dlrun.compare import main
-    from dlrun.config_diff import diff_dicts, metric_deltas, run_config
+    from dlrun.results.compare import main
+    from dlrun.results.config_diff import diff_dicts, metric_deltas, run_config
 
     a, b = sorted(six_runs.iterdir())[0], sorted(six_runs.iterdir())[4]  # sgd seed 0, adam seed 1
     assert [k for k, _, _ in diff_dicts(run_config(a), run_config(b))] == ["optimizer.lr", "optimizer.name", "seed"]
@@ -269,14 +269,14 @@ def test_diff_lists_config_keys_metrics_and_env_fields_that_differ(six_runs, cap
 
 
 def test_flatten_gives_dotted_keys_and_keeps_lists_whole():
-    from dlrun.config_diff import flatten
+    from dlrun.results.config_diff import flatten
 
     assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": None, "f": {}}) == {"a.b": 1, "a.c.d": [1, 2], "e": None,
                                                                                "f": {}}
 
 
 def test_a_single_run_std_is_none_not_nan():
-    from dlrun.aggregate import stat
+    from dlrun.results.aggregate import stat
 
     assert stat([0.5]).std is None and stat([None, math.nan]) is None
     assert stat([1.0, 3.0]).std == pytest.approx(math.sqrt(2))
@@ -285,7 +285,7 @@ def test_a_single_run_std_is_none_not_nan():
 # -- the real thing: a sweep with repeated seeds ------------------------------------------------------------
 @pytest.mark.subprocess
 def test_a_seeded_sweep_ends_with_groups_figures_report_and_env(tmp_path, console_text):
-    from dlrun.compare import main
+    from dlrun.results.compare import main
 
     sweep = tmp_path / "sweep"
     tiny = [o for o in TINY if not o.startswith(("trainer.max_epochs", "data.size"))]
@@ -302,7 +302,7 @@ def test_a_seeded_sweep_ends_with_groups_figures_report_and_env(tmp_path, consol
     overrides = {j: yaml.safe_load((j / ".hydra" / "overrides.yaml").read_text()) for j in jobs}
     a = next(j for j in jobs if {"seed=0", "optimizer.lr=0.1"} <= set(overrides[j]))
     b = next(j for j in jobs if {"seed=1", "optimizer.lr=0.01"} <= set(overrides[j]))
-    from dlrun.config_diff import diff_dicts, run_config
+    from dlrun.results.config_diff import diff_dicts, run_config
 
     assert [k for k, _, _ in diff_dicts(run_config(a), run_config(b))] == ["optimizer.lr", "seed"]
     assert main(["--diff", str(a), str(b)]) == 0
@@ -311,7 +311,7 @@ def test_a_seeded_sweep_ends_with_groups_figures_report_and_env(tmp_path, consol
 
 def test_optuna_figures_draw_every_trial_and_the_importances(tmp_path):
     optuna = pytest.importorskip("optuna")
-    from dlrun.figures import optuna_figures, parallel_coordinates_figure
+    from dlrun.results.figures import optuna_figures, parallel_coordinates_figure
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from omegaconf.errors import OmegaConfBaseException
 
 from conftest import CONF_DIR, make_cfg, run_dlrun
-from dlrun.tasks import execute
+from dlrun.training.tasks import execute
 
 BASE = ["data=synthetic", "data.size=48", "data.num_classes=3", "trainer.progress=none", "callbacks=none"]
 

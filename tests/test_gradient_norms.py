@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dlrun.callbacks.base import order_callbacks
-from dlrun.tasks import build_loop
+from dlrun.training.tasks import build_loop
 
 DEEP = ["model=mlp", "model.hidden=[64,64,64,64,64,64,64,64]", "initializer=xavier_uniform", "optimizer=sgd",
         "trainer.num_threads=1", "trainer.max_epochs=1", "callbacks=[tensorboard,gradient_norms]",

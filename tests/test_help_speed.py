@@ -4,7 +4,7 @@ from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.utils import create_config_search_path
 from hydra.core.object_type import ObjectType
 
-from dlrun.help import list_groups_from_one_repository
+from dlrun.cli.help import list_groups_from_one_repository
 
 QUERIES = [("model", ObjectType.CONFIG), ("experiment/cnn_zoo", ObjectType.CONFIG), ("", ObjectType.GROUP),
            ("hydra", ObjectType.GROUP)]

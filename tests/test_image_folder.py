@@ -77,7 +77,7 @@ def test_train_and_test_subfolders(tmp_path):
 
 
 def test_workers_persist_and_train_end_to_end(tmp_path):
-    from dlrun.tasks import build_loop
+    from dlrun.training.tasks import build_loop
 
     write_tree(tmp_path / "imgs", per_class=6)
     cfg = make_cfg("data=image_folder", f"data.root={tmp_path / 'imgs'}", "data.image_size=16", "data.num_workers=1",
@@ -102,7 +102,7 @@ def test_errors_name_the_folder(tmp_path):
 def test_streamed_batches_follow_the_models_layout(tmp_path):
     """trainer.channels_last (auto on a CPU) reaches streamed batches too: NHWC for a convolutional model,
     the plain layout when it is off."""
-    from dlrun.tasks import build_loop
+    from dlrun.training.tasks import build_loop
 
     write_tree(tmp_path / "imgs")
     common = ["data=image_folder", f"data.root={tmp_path / 'imgs'}", "data.image_size=16", "data.num_workers=0",

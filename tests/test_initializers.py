@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from conftest import make_cfg
-from dlrun.config import build
+from dlrun.config.schema import build
 from dlrun.data import DataInfo
 from dlrun.models.mlp import MLP
 from dlrun.nn.initializers import initialize
@@ -89,7 +89,7 @@ def test_every_linear_and_conv_layer_is_set_and_batchnorm_left_alone():
 
 @pytest.mark.slow
 def test_default_leaves_pytorchs_initialisation(tiny_cfg, tmp_path):
-    from dlrun.tasks import build_loop
+    from dlrun.training.tasks import build_loop
 
     assert not make_cfg().initializer  # nothing to apply
     loop = build_loop(tiny_cfg("model=mlp", "callbacks=none"), tmp_path)

@@ -11,7 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import dlrun
 from conftest import make_cfg, read_summary, run_dlrun
-from dlrun.config import build, validate
+from dlrun.config.schema import build
+from dlrun.training.validate import validate
 from dlrun.errors import ConfigError
 from dlrun.landscape.__main__ import main as overlay_main
 from dlrun.landscape.critical import classify, critical_point, derivatives, find_critical_points

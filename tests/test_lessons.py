@@ -1,4 +1,4 @@
-"""The lessons' figures (dlrun/lessons.py) draw what the jobs recorded, and the lessons hold on small seeded runs."""
+"""The lessons' figures (dlrun/sweeps/lessons.py) draw what the jobs recorded, and the lessons hold on small seeded runs."""
 
 import json
 import math
@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, make_cfg
 from dlrun.callbacks.activation_scales import ActivationScales
-from dlrun.lessons import DRAWERS, FIGURE, LessonFigure, draw
-from dlrun.tasks import build_loop
+from dlrun.sweeps.lessons import DRAWERS, FIGURE, LessonFigure, draw
+from dlrun.training.tasks import build_loop
 
 
 def fake_job(folder: Path, overrides: list[str], rows: list[dict], summary: dict | None = None, config=None) -> Path:
@@ -88,7 +88,7 @@ def init_scales(initializer):
     """ActivationScales at the start of a 128-wide ReLU MLP on unit-variance inputs (a stand-in for a loop)."""
     from types import SimpleNamespace
 
-    from dlrun.config import build
+    from dlrun.config.schema import build
     from dlrun.data import DataInfo
     from dlrun.models import build_model_and_loss
     from dlrun.nn.initializers import initialize

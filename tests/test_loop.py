@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from dlrun import checkpoint
-from dlrun.tasks import build_loop
+from dlrun.run_folder import checkpoint
+from dlrun.training.tasks import build_loop
 
 
 @pytest.mark.slow
@@ -57,7 +57,7 @@ def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(tiny_cfg, tmp_p
 def test_non_finite_loss_stops_with_failed_status(tiny_cfg, tmp_path):
     import json
 
-    from dlrun.loop import NonFiniteLossError
+    from dlrun.training.loop import NonFiniteLossError
 
     loop = build_loop(tiny_cfg("optimizer=sgd", "optimizer.lr=1e30", "model=mlp"), tmp_path)
     with pytest.raises(NonFiniteLossError, match="lower optimizer.lr"):

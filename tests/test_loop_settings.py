@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conftest import TINY, make_cfg
-from dlrun.device import eval_mode
-from dlrun.loop import Loop
-from dlrun.tasks import build_loop, train
+from dlrun.models.common import eval_mode
+from dlrun.training.loop import Loop
+from dlrun.training.tasks import build_loop, train
 
 FAST = (*TINY, "trainer.num_threads=1")
 
@@ -87,7 +87,7 @@ def test_eval_mode_then_the_mode_it_was_in_even_after_an_error():
 
 @pytest.mark.slow
 def test_task_eval_passes_over_the_split_once(tmp_path, monkeypatch):
-    from dlrun import evaluate
+    from dlrun.training import evaluate
 
     train(make_cfg(*FAST, "callbacks=[model_checkpoint]", "trainer.max_epochs=1"), tmp_path / "train")
     forwards = []

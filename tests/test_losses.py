@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY, make_cfg, run_dlrun
-from dlrun.config import build
+from dlrun.config.schema import build
 from dlrun.data import DataInfo
 from dlrun.errors import ConfigError
 from dlrun.nn.losses import (MAE, MSE, BinaryCrossEntropy, CategoricalCrossEntropy, Hinge, Huber, PseudoHuber,

@@ -11,7 +11,7 @@ from dlrun.data import DataInfo
 from dlrun.models import build_model_and_loss
 from dlrun.models.resnet import ResNet
 from dlrun.nn.activations import activation_factory
-from dlrun.model_summary import summarize
+from dlrun.training.model_summary import summarize
 from dlrun.nn.optimizers import build_optimizer
 
 X = torch.linspace(-6, 6, 241, dtype=torch.float64)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import TINY, make_cfg
-from dlrun.config import build
+from dlrun.config.schema import build
 from dlrun.data import build_data
 from dlrun.nn.optimizers import Momentum
 

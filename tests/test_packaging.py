@@ -25,5 +25,5 @@ def test_wheel_contains_every_config(tmp_path):
     configs = {str(p.relative_to(ROOT)) for p in (ROOT / "dlrun" / "conf").rglob("*.yaml")}
     assert len(configs) > 50
     assert configs <= names, sorted(configs - names)
-    assert "dlrun/conf/config.yaml" in names and "dlrun/cli.py" in names
+    assert "dlrun/conf/config.yaml" in names and "dlrun/cli/main.py" in names
     assert "hydra_plugins/dlrun_project/__init__.py" in names  # a project folder as a config source (Hydra plugin)

@@ -8,7 +8,7 @@ import torch
 from conftest import make_cfg, read_summary, run_dlrun
 from omegaconf import OmegaConf
 
-from dlrun.config import build
+from dlrun.config.schema import build
 from dlrun.data import DataInfo
 from dlrun.data.logic_gate import GATES, ROWS
 from dlrun.errors import ConfigError
@@ -122,7 +122,7 @@ def test_perceptron_and_reaches_100_percent_and_prints_its_weights(tmp_path):
 
 
 def fit(tmp_path, *overrides):
-    from dlrun.tasks import build_loop
+    from dlrun.training.tasks import build_loop
 
     cfg = make_cfg(*overrides, "trainer.progress=none")
     OmegaConf.set_struct(cfg, False)

@@ -5,7 +5,7 @@ import torch
 
 from dlrun.callbacks import Callback
 from dlrun.errors import ConfigError
-from dlrun.tasks import build_loop
+from dlrun.training.tasks import build_loop
 
 
 class FirstGradients(Callback):

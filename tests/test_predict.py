@@ -10,12 +10,12 @@ from PIL import Image
 
 import dlrun.data
 from conftest import make_cfg, read_summary, register_source, run_dlrun
-from dlrun import checkpoint
-from dlrun.config import validate
+from dlrun.run_folder import checkpoint
+from dlrun.training.validate import validate
 from dlrun.data.source import Source
 from dlrun.errors import CheckpointError, ConfigError, DataError
-from dlrun.evaluate import _info_and_stats, load_inputs, run_predict, stored_config
-from dlrun.tasks import train
+from dlrun.training.evaluate import _info_and_stats, load_inputs, run_predict, stored_config
+from dlrun.training.tasks import train
 
 
 def from_config(cfg, seed):
@@ -132,8 +132,8 @@ def test_predict_command_needs_no_dataset(ckpt, images, tmp_path):
 
 
 def test_probabilities_and_their_order_agree_with_the_predicted_class():
-    from dlrun.evaluate import probabilities, top_classes
-    from dlrun.metrics import predict_classes
+    from dlrun.training.evaluate import probabilities, top_classes
+    from dlrun.training.metrics import predict_classes
 
     single = torch.tensor([[0.0], [2.0], [-1.0]])  # one output (bce logit, perceptron step): class 1 if > 0
     probs = probabilities(single)

@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from dlrun.callbacks.progress import clock, epoch_line, fit_parts
-from dlrun.tasks import build_loop
+from dlrun.training.tasks import build_loop
 
 LOOP = SimpleNamespace(max_epochs=10)
 METRICS = {"epoch": 3, "step": 1407, "train/loss": 0.43211, "train/acc": 0.85123, "val/loss": 0.45678,

@@ -14,11 +14,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from conftest import CONF_DIR, make_cfg, run_dlrun
-from dlrun.contracts import ContractError
+from dlrun.config.contracts import ContractError
 from dlrun.errors import DlrunError
-from dlrun.project import PROJECT_ENV, composed_from, project_argv, project_choices, swap_targets
-from dlrun.scaffold import ProjectExists, init_main, init_project
-from dlrun.tasks import build_loop
+from dlrun.cli.project import PROJECT_ENV, composed_from, project_argv, project_choices, swap_targets
+from dlrun.cli.scaffold import ProjectExists, init_main, init_project
+from dlrun.training.tasks import build_loop
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 FAST = ["trainer=smoke", "trainer.max_epochs=1", "trainer.progress=none", "data.size=64", "callbacks=none"]

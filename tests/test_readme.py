@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import make_cfg, write_fashion_mnist
-from dlrun.config import validate
+from dlrun.training.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -59,7 +59,9 @@ def tour() -> list[list[str]]:
 
 def run_in_process(words: list[str], monkeypatch) -> int:
     """`dlrun ARGS` or `dlrun-compare ARGS` through their real entry points; the exit code."""
-    from dlrun import cli, compare, config
+    from dlrun.cli import main as cli
+    from dlrun.results import compare
+    from dlrun.config import schema as config
 
     monkeypatch.setattr(sys, "argv", words)
     monkeypatch.setattr(config, "_STAMP", None)  # a process fixes its run stamp once: each command is a process

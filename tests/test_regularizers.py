@@ -10,7 +10,7 @@ from torch import nn
 from conftest import make_cfg
 from dlrun.errors import ConfigError
 from dlrun.nn.regularizers import Penalty, build_penalty, with_model_options
-from dlrun.tasks import build_loop
+from dlrun.training.tasks import build_loop
 
 
 def known_model():
@@ -99,7 +99,7 @@ def test_a_model_without_the_option_fails_clearly():
 
 
 def test_bad_strength_is_rejected_before_training():
-    from dlrun.config import validate
+    from dlrun.training.validate import validate
 
     with pytest.raises(ConfigError, match="regularizer.l1.strength"):
         validate(make_cfg("regularizer=l1", "regularizer.l1.strength=-1"))

@@ -102,8 +102,8 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tiny_cfg, tmp_path
     import errno
     import logging
 
-    from dlrun import checkpoint
-    from dlrun.tasks import execute
+    from dlrun.run_folder import checkpoint
+    from dlrun.training.tasks import execute
 
     real_save, calls = torch.save, []
 

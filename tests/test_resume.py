@@ -14,8 +14,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY, last_weights, make_cfg, read_summary
-from dlrun.records import read_jsonl
-from dlrun.tasks import build_loop, train
+from dlrun.run_folder.records import read_jsonl
+from dlrun.training.tasks import build_loop, train
 
 TESTS = Path(__file__).parent
 # 4 epochs of 15 batches; dropout makes the random stream matter; one thread so every process adds up alike
@@ -156,7 +156,7 @@ def test_ctrl_c_finishes_the_batch_and_saves_where_it_stands(tmp_path):
 @pytest.mark.slow
 def test_an_interrupt_between_accumulated_batches_waits_for_the_optimizer_step(tmp_path):
     """Gradients summed over accumulate_grad_batches are not checkpointed: stop only after the step."""
-    from dlrun import checkpoint
+    from dlrun.run_folder import checkpoint
     from dlrun.callbacks.base import Callback
 
     class CtrlC(Callback):

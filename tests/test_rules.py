@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from conftest import TINY, make_cfg
-from dlrun.config import DataConfig, LrFindConfig, TrainerConfig, validate
+from dlrun.config.schema import DataConfig, LrFindConfig, TrainerConfig
+from dlrun.training.validate import validate
 from dlrun.errors import ConfigError
 from dlrun.nn.optimizers import add_unfrozen_group
 from dlrun.nn.regularizers import with_model_options
-from dlrun.tasks import build_loop
+from dlrun.training.tasks import build_loop
 
 FAST = [*TINY, "model=lenet", "callbacks=none", "trainer.num_threads=1"]
 

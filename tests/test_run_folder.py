@@ -72,7 +72,7 @@ def test_help_lists_groups_without_importing_torch():
     import sys
 
     code = ("import sys; sys.argv = ['dlrun', '--help']\n"
-            "from dlrun.cli import main\n"
+            "from dlrun.cli.main import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print('TORCH_IMPORTED' if 'torch' in sys.modules else 'TORCH_NOT_IMPORTED')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
@@ -89,10 +89,10 @@ def test_a_training_run_imports_no_launcher_or_search_library(tmp_path):
     import sys
 
     code = ("import sys; sys.argv = ['dlrun', 'trainer=smoke', 'data.size=64', 'trainer.max_epochs=1']\n"
-            "from dlrun.cli import main\n"
+            "from dlrun.cli.main import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in ('submitit', 'optuna', 'joblib')"
-            " or m == 'dlrun.slurm'))")  # Hydra's plugin scan imports the launcher plugins' modules, not submitit
+            " or m == 'dlrun.sweeps.slurm'))")  # Hydra's plugin scan imports the launcher plugins' modules, not submitit
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert "LOADED []" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
     assert (tmp_path / "outputs" / "runs").is_dir()

@@ -15,15 +15,15 @@ import pytest
 import torch
 
 from conftest import TINY, make_cfg, one_error_line, read_summary, run_dlrun
-from dlrun import checkpoint
+from dlrun.run_folder import checkpoint
 from dlrun.callbacks.base import Callback
-from dlrun.cli import UsageError, prepare_argv
-from dlrun.config import validate
+from dlrun.cli.main import UsageError, prepare_argv
+from dlrun.training.validate import validate
 from dlrun.errors import ConfigError
-from dlrun.records import read_jsonl
-from dlrun.resume import ResumeChangeError
-from dlrun.run_lock import run_lock
-from dlrun.tasks import build_loop, execute, train
+from dlrun.run_folder.records import read_jsonl
+from dlrun.training.resume import ResumeChangeError
+from dlrun.run_folder.run_lock import run_lock
+from dlrun.training.tasks import build_loop, execute, train
 
 RUN = [*TINY, "optimizer.lr=0.01", "trainer.num_threads=1"]
 TIMING = ("time_s", "samples_per_s")
@@ -104,9 +104,9 @@ class _StopAt(Callback):
 
 
 def test_samples_per_second_of_a_resumed_epoch_counts_only_what_it_trained(tmp_path, monkeypatch):
-    import dlrun.loop
+    import dlrun.training.loop
 
-    monkeypatch.setattr(dlrun.loop, "time", _Clock())
+    monkeypatch.setattr(dlrun.training.loop, "time", _Clock())
     run = [*RUN, "data.batch_size=16", "trainer.max_epochs=1"]
     whole = build_loop(make_cfg(*run), tmp_path / "whole")
     whole.fit()
@@ -218,7 +218,7 @@ def _resume_completes(run: Path, *more: str) -> list[dict]:
 
 
 def test_disk_full_while_metrics_jsonl_is_written_keeps_the_run_resumable(tmp_path, monkeypatch):
-    import dlrun.records
+    import dlrun.run_folder.records
 
     real_open, calls = open, []
 
@@ -229,7 +229,7 @@ def test_disk_full_while_metrics_jsonl_is_written_keeps_the_run_resumable(tmp_pa
                 _no_space(path)
         return real_open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(dlrun.records, "open", full_at_second_line, raising=False)
+    monkeypatch.setattr(dlrun.run_folder.records, "open", full_at_second_line, raising=False)
     code, _ = execute(make_cfg(*RUN, "trainer.max_epochs=3"), tmp_path)
     monkeypatch.undo()
     assert code == 1
@@ -308,7 +308,7 @@ def test_a_second_process_on_the_same_run_folder_is_refused_and_changes_nothing(
 
 
 def test_a_lock_left_by_a_killed_process_is_not_a_live_one(tmp_path):
-    code = "import os, sys; from dlrun.run_lock import run_lock\nwith run_lock(sys.argv[1]): os.kill(os.getpid(), 9)"
+    code = "import os, sys; from dlrun.run_folder.run_lock import run_lock\nwith run_lock(sys.argv[1]): os.kill(os.getpid(), 9)"
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)])
     assert proc.returncode == -signal.SIGKILL
     assert (tmp_path / "dlrun.lock").exists()  # the file stays behind ...

@@ -2,8 +2,8 @@
 
 import json
 
-from dlrun import run_record
-from dlrun.run_record import RunSummary, read_summary, write_summary
+from dlrun.run_folder import run_record
+from dlrun.run_folder.run_record import RunSummary, read_summary, write_summary
 
 
 def test_a_loop_summary_round_trips_with_its_keys_in_order(tmp_path):

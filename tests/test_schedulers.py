@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import make_cfg
-from dlrun.config import build
-from dlrun.tasks import build_loop
+from dlrun.config.schema import build
+from dlrun.training.tasks import build_loop
 
 
 def lrs(name: str, epochs: int, *overrides, lr: float = 0.1, metrics=None) -> list[float]:

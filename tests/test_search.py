@@ -16,7 +16,7 @@ import yaml
 
 import dlrun
 from conftest import make_cfg, read_summary, run_dlrun
-from dlrun.search.trial import open_storage
+from dlrun.callbacks.optuna_trial import open_storage
 
 TINY = ["model=mlp", "model.hidden=[8]", "data=synthetic", "data.size=64", "data.shape=[1,4,4]", "data.num_classes=2",
         "data.batch_size=16", "trainer.progress=none", "trainer.num_threads=1"]
@@ -26,7 +26,7 @@ SPACE = ["hydra/sweeper=dlrun_optuna", "hydra.sweeper.sampler=random", "optimize
 def test_search_space_syntax_of_hydra_optuna_sweeper():
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    from dlrun.search.space import grid, parse
+    from dlrun.sweeps.search.space import grid, parse
 
     space, fixed = parse(["optimizer.lr=tag(log, interval(1e-4, 0.1))", "model.dropout=interval(0.0, 0.5)",
                           "model.hidden=choice([64],[128,64])", "optimizer=sgd,adam", "data.batch_size=range(32,257,32)",

@@ -104,7 +104,7 @@ def test_a_request_slurm_cannot_run_is_one_line_before_any_job(slurm_cluster, tm
 
 def test_cpus_per_task_more_than_a_node_has_is_refused(slurm_cluster):
     from dlrun.errors import ConfigError
-    from dlrun.slurm import fit_resources, read_partition
+    from dlrun.sweeps.slurm import fit_resources, read_partition
 
     part = read_partition(None)
     assert (part.name, part.cpus, part.gpus) == ("debug", NODE_CPUS, 0)
@@ -148,7 +148,7 @@ def released_requeues(name: str):
 
 def test_time_limit_requeues_and_the_job_resumes_to_the_uninterrupted_weights(slurm_cluster, tmp_path):
     from test_resume import RUN, assert_same_run, paused
-    from dlrun.tasks import build_loop
+    from dlrun.training.tasks import build_loop
     from conftest import make_cfg
 
     reference = tmp_path / "reference"

@@ -1,4 +1,4 @@
-"""dlrun.slurm without a cluster: what a partition can give (sinfo's lines), the resources a job asks for,
+"""dlrun.sweeps.slurm without a cluster: what a partition can give (sinfo's lines), the resources a job asks for,
 the requests refused before submission, and the threads a rank takes from the scheduler."""
 
 import dataclasses
@@ -7,10 +7,10 @@ import signal
 
 import pytest
 
-from dlrun import slurm
+from dlrun.sweeps import slurm
 from dlrun.errors import ConfigError, DlrunError
-from dlrun.slurm import Partition, fit_resources, read_partition
-from dlrun.sweep import threads_from_scheduler
+from dlrun.sweeps.slurm import Partition, fit_resources, read_partition
+from dlrun.config.job import threads_from_scheduler
 
 CPU_NODE = Partition(name="cpu", nodes=1, cpus=2, memory_mb=21000, gpus=0, time_limit_min=math.inf)
 GPU_NODE = Partition(name="gpu", nodes=4, cpus=64, memory_mb=500_000, gpus=8, time_limit_min=24 * 60)
@@ -85,7 +85,7 @@ def test_threads_from_the_scheduler(monkeypatch, env, threads):
 def test_trainer_num_threads_wins_over_the_scheduler(monkeypatch, tiny_cfg, tmp_path):
     import torch
 
-    from dlrun.tasks import build_loop
+    from dlrun.training.tasks import build_loop
 
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     build_loop(tiny_cfg("trainer.num_threads=1"), tmp_path)
@@ -99,7 +99,7 @@ class FakeLoop:
 
 
 def test_a_notice_stops_the_running_loop_as_sigterm_does():
-    from dlrun.loop import _stop_on_signals
+    from dlrun.training.loop import _stop_on_signals
 
     loop = FakeLoop()
     with _stop_on_signals(loop):

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conftest import TINY, make_cfg
-from dlrun.device import channels_last_hazard, use_channels_last
+from dlrun.training.device import channels_last_hazard, use_channels_last
 from dlrun.errors import ConfigError
-from dlrun.tasks import build_loop
+from dlrun.training.tasks import build_loop
 
 CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
 
@@ -119,7 +119,7 @@ def test_fused_optimizers_are_on_and_train_like_the_plain_ones(tmp_path, optimiz
 
 @pytest.mark.parametrize("value", ["sometimes", "1"])
 def test_a_bad_channels_last_value_is_a_config_error(value):
-    from dlrun.config import validate
+    from dlrun.training.validate import validate
 
     with pytest.raises(ConfigError, match="trainer.channels_last.*auto, true or false"):
         validate(make_cfg(*TINY, f"trainer.channels_last={value}"))

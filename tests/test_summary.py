@@ -7,7 +7,7 @@ from torch import nn
 
 from dlrun.models.lenet import LeNet5
 from dlrun.models.resnet import ResNet
-from dlrun.model_summary import data_info, summarize
+from dlrun.training.model_summary import data_info, summarize
 
 
 def test_lenet_rows_follow_the_notes():
@@ -93,7 +93,7 @@ def test_summary_builds_the_network_training_would_build():
     from omegaconf import OmegaConf
 
     from dlrun.console import console
-    from dlrun.model_summary import run
+    from dlrun.training.model_summary import run
 
     # bce on two classes asks for one output; regularizer=dropout switches the MLP's dropout on
     cfg = make_cfg("task=summary", "model=mlp", "model.hidden=[8]", "data=logic_gate", "loss=bce", "regularizer=dropout")

@@ -161,21 +161,21 @@ def test_compare_finds_runs_sorts_filters_and_formats(tmp_path):
     assert run_dlrun("-m", *SWEEP_TINY, "model=mlp", "optimizer=sgd,adam", f"hydra.sweep.dir={sweep}").returncode == 0
     single = tmp_path / "single"
     assert run_dlrun(*SWEEP_TINY, "model=mlp", f"hydra.run.dir={single}").returncode == 0
-    out = subprocess.run([sys.executable, "-m", "dlrun.compare", str(tmp_path), "--format", "csv", "--sort", "test/acc"],
+    out = subprocess.run([sys.executable, "-m", "dlrun.results.compare", str(tmp_path), "--format", "csv", "--sort", "test/acc"],
                          capture_output=True, text=True).stdout
     rows = list(csv.DictReader(out.splitlines()))
     assert len(rows) == 3
     accs = [float(r["test/acc"]) for r in rows]
     assert accs == sorted(accs)
-    out = subprocess.run([sys.executable, "-m", "dlrun.compare", str(sweep), "--format", "markdown",
+    out = subprocess.run([sys.executable, "-m", "dlrun.results.compare", str(sweep), "--format", "markdown",
                           "--filter", "optimizer=adam"], capture_output=True, text=True).stdout
     assert out.count("\n|") == 2 and "`optimizer=adam`" in out and "optimizer=sgd" not in out
-    bad = subprocess.run([sys.executable, "-m", "dlrun.compare", str(tmp_path / "nope")], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "dlrun.results.compare", str(tmp_path / "nope")], capture_output=True, text=True)
     assert bad.returncode == 2 and "no such folder" in bad.stderr
 
 
 def test_landscape_runs_compare_by_their_lowest_loss(tmp_path):
-    from dlrun.compare import collect, sort_rows
+    from dlrun.results.compare import collect, sort_rows
 
     for opt, lr in (("sgd", "0.001"), ("adam", "0.05")):
         proc = run_dlrun("task=landscape", "landscape=bowl", f"optimizer={opt}", f"optimizer.lr={lr}",
@@ -189,7 +189,7 @@ def test_landscape_runs_compare_by_their_lowest_loss(tmp_path):
 
 
 def test_sweep_job_folders_are_named_by_what_differs(monkeypatch):
-    from dlrun.sweep import SHARED_ENV, job_tag, shared_overrides
+    from dlrun.config.job import SHARED_ENV, job_tag, shared_overrides
 
     command_line = ["data=digits", "data.shape=[1,8,8]", "trainer.max_epochs=1", "trainer.max_epochs=1,12",
                     "optimizer=sgd,adam"]

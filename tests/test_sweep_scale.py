@@ -14,7 +14,9 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from sweep_scale import make_sweep  # noqa: E402  (the benchmark's synthetic run folders)
 
-from dlrun import compare, sweep  # noqa: E402
+from dlrun.results import compare
+
+from dlrun.sweeps import sweep  # noqa: E402
 
 CONFIG = "seed: 0\nmonitor: val/acc\ntrainer:\n  max_epochs: 10\n"
 

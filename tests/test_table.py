@@ -12,8 +12,8 @@ import pytest
 import yaml
 from rich.console import Console
 
-from dlrun.compare import collect, main, sort_rows
-from dlrun.table import print_table, shorten_middle
+from dlrun.results.compare import collect, main, sort_rows
+from dlrun.results.table import print_table, shorten_middle
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = [  # optimizer, model, best val/acc, test/acc, test/loss, time

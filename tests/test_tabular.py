@@ -10,8 +10,8 @@ from conftest import make_cfg
 from dlrun.data import build_data
 from dlrun.data.tabular import load
 from dlrun.errors import ConfigError
-from dlrun.metrics import EpochMetrics
-from dlrun.tasks import build_loop
+from dlrun.training.metrics import EpochMetrics
+from dlrun.training.tasks import build_loop
 
 CPU = torch.device("cpu")
 SHAPES = {"diabetes": ((10,), "regression", 0), "breast_cancer": ((30,), "classification", 2),

@@ -4,7 +4,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from dlrun.tasks import build_loop
+from dlrun.training.tasks import build_loop
 
 FAST = ("trainer.num_threads=1",)
 
@@ -43,7 +43,7 @@ def write_hydra_yaml(run_dir, overrides):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from dlrun.config import register_configs
+    from dlrun.config.schema import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -163,7 +163,7 @@ def test_a_sweep_jobs_trial_id_starts_with_its_number_and_swept_values(tmp_path,
     import json
 
     from dlrun.callbacks.tensorboard import run_label
-    from dlrun.sweep import SHARED_ENV
+    from dlrun.config.job import SHARED_ENV
 
     monkeypatch.setenv(SHARED_ENV, json.dumps(["data=digits", "trainer.max_epochs=2"]))
     jobs = [tmp_path / "sweep" / f"{i}_optimizer-{o}" for i, o in enumerate(("gd", "sgd", "adam", "adagrad"))]

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from conftest import TINY, make_cfg
-from dlrun import checkpoint
+from dlrun.run_folder import checkpoint
 from dlrun.callbacks.base import Callback
 from dlrun.data import DataInfo, build_data
 from dlrun.errors import CheckpointError, ConfigError
 from dlrun.models import build_model
 from dlrun.models.lenet import LeNet5
-from dlrun.tasks import build_loop, execute
+from dlrun.training.tasks import build_loop, execute
 
 GREY = (1, 16, 16)
 FAST = [*TINY, "model=lenet", "callbacks=none", "trainer.num_threads=1"]
@@ -84,7 +84,7 @@ def test_frozen_parameters_stay_bit_exact_and_get_no_optimizer_state(tmp_path):
 
 
 def test_freeze_n_leading_layers_and_the_summary_marks_them():
-    from dlrun.model_summary import summarize
+    from dlrun.training.model_summary import summarize
 
     cfg = make_cfg("model=lenet", "model.freeze=2")
     model = build_model(cfg.model, DataInfo(GREY, 4, list("abcd")))
@@ -224,7 +224,7 @@ def test_a_mismatched_file_in_a_run_is_one_error_line(tmp_path, caplog):
 ])
 @pytest.mark.slow
 def test_bad_transfer_options_are_config_errors(tmp_path, override, key):
-    from dlrun.config import validate
+    from dlrun.training.validate import validate
 
     with pytest.raises(ConfigError, match=key.replace("+", "")):
         validate(make_cfg(*FAST, override))

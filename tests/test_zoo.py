@@ -64,7 +64,7 @@ def test_every_model_and_activation_trains(batches, model_cfgs, name, activation
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_trains_through_the_loop(tmp_path, name):
-    from dlrun.tasks import build_loop
+    from dlrun.training.tasks import build_loop
 
     cfg = make_cfg(*TINY, "data.shape=[3,16,16]", "trainer.max_epochs=2", "callbacks=none", f"model={name}",
                    *MODELS[name])

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from dlrun.callbacks.base import Callback
-from dlrun.checkpoint import unwrap
-from dlrun.device import eval_mode
+from dlrun.run_folder.checkpoint import unwrap
+from dlrun.models.common import eval_mode
 from dlrun.nn.initializers import weight_layers
 
 

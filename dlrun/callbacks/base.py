@@ -46,7 +46,7 @@ class Callback:
 
 def build_callbacks(cfg) -> dict[str, Callback]:
     """Instantiate each entry of the `callbacks` dict that is not null; keys are the names."""
-    from dlrun.config import build
+    from dlrun.config.schema import build
     from dlrun.errors import ConfigError
 
     callbacks = {}
@@ -55,7 +55,7 @@ def build_callbacks(cfg) -> dict[str, Callback]:
             continue
         cb = build(node, f"callbacks.{name}")
         if not isinstance(cb, Callback):
-            from dlrun.contracts import where
+            from dlrun.config.contracts import where
 
             raise ConfigError(f"callbacks.{name}", where(node.get("_target_")), "must be a dlrun.callbacks.Callback subclass")
         callbacks[name] = cb

@@ -19,10 +19,10 @@ import logging
 import math
 
 from dlrun.callbacks.base import Callback
-from dlrun.checkpoint import unwrap
+from dlrun.run_folder.checkpoint import unwrap
 from dlrun.errors import ConfigError
-from dlrun.metrics import improved, mode_for
-from dlrun.run_record import FINISHED
+from dlrun.run_folder.metric_mode import improved, mode_for
+from dlrun.run_folder.run_record import FINISHED
 
 log = logging.getLogger("dlrun")
 KEY = "callbacks.early_stopping"

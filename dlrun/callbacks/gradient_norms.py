@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from dlrun.callbacks.base import Callback
-from dlrun.checkpoint import unwrap
+from dlrun.run_folder.checkpoint import unwrap
 from dlrun.nn.initializers import weight_layers
 
 

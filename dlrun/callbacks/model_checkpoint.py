@@ -1,6 +1,6 @@
 """ModelCheckpoint (the lecture notes' second callback): keep the run's state on disk.
 
-Files, all in `<run>/checkpoints/` and all written atomically (dlrun.checkpoint.save):
+Files, all in `<run>/checkpoints/` and all written atomically (dlrun.run_folder.checkpoint.save):
 - `last.pt`  the resume point: every `every_n_epochs` epochs, at the last epoch (also one that
              early stopping ends), and at an interrupted end (mid-epoch position included);
 - `best.pt`  whenever the monitored metric improves, checked every `every_n_epochs` epochs;
@@ -15,21 +15,21 @@ from __future__ import annotations
 import logging
 import math
 
-from dlrun import checkpoint
+from dlrun.run_folder import checkpoint
 from dlrun.callbacks.base import Callback
 from dlrun.errors import ConfigError
-from dlrun.metrics import improved, mode_for
-from dlrun.run_record import INTERRUPTED
+from dlrun.run_folder.metric_mode import improved, mode_for
+from dlrun.run_folder.run_record import INTERRUPTED
 
 log = logging.getLogger("dlrun")
 KEY = "callbacks.model_checkpoint"
 
 
 def continue_command(run_dir) -> str:
-    """The command that continues this run as it was (its saved config is restored: dlrun/resume.py)."""
+    """The command that continues this run as it was (its saved config is restored: dlrun/training/resume.py)."""
     import shlex
 
-    from dlrun.sweep import in_multirun
+    from dlrun.config.job import in_multirun
 
     if in_multirun():  # a sweep's jobs resume when the same sweep runs again in the same folder
         return f"the same dlrun -m command with hydra.sweep.dir={shlex.quote(str(run_dir.parent))}"

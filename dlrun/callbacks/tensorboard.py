@@ -32,13 +32,13 @@ import numbers
 import warnings
 
 import torch
-from dlrun.config import plain_config
+from dlrun.config.schema import plain_config
 
 from dlrun.callbacks.base import Callback
-from dlrun.checkpoint import unwrap
-from dlrun.device import eval_mode
+from dlrun.run_folder.checkpoint import unwrap
+from dlrun.models.common import eval_mode
 from dlrun.errors import ConfigError
-from dlrun.run_record import FINISHED, PRUNED
+from dlrun.run_folder.run_record import FINISHED, PRUNED
 
 log = logging.getLogger("dlrun")
 _NOT_SCALARS = ("epoch", "step")
@@ -82,8 +82,8 @@ def hydra_context(run_dir) -> tuple[dict, list[str], bool]:
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
-        from dlrun.config import typed_overrides
-        from dlrun.sweep import in_multirun
+        from dlrun.config.schema import typed_overrides
+        from dlrun.config.job import in_multirun
 
         hc = HydraConfig.get()
         return dict(hc.runtime.choices), typed_overrides(hc), in_multirun()
@@ -99,7 +99,7 @@ def hydra_context(run_dir) -> tuple[dict, list[str], bool]:
 
 def distinguishing_overrides(overrides: list[str], job: bool) -> list[str]:
     """What tells the run from others: a sweep job's swept overrides (not those all its jobs share), else all."""
-    from dlrun.sweep import swept_overrides
+    from dlrun.config.job import swept_overrides
 
     return [o for o in (swept_overrides(overrides) if job else overrides) if not o.startswith("hydra")]
 
@@ -350,7 +350,7 @@ class TensorBoardLogger(Callback):
 
     def _add_confusion_matrix(self, loop) -> None:
         """From the counts the loop kept while it evaluated the test split (no second pass)."""
-        from dlrun.plots import confusion_matrix_figure
+        from dlrun.results.plots import confusion_matrix_figure
 
         fig = confusion_matrix_figure(loop.test_confusion, loop.data.info.class_names,
                                       title=f"test split, epoch {loop.epoch}")

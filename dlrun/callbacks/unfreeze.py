@@ -2,7 +2,7 @@
 
 They join the optimizer as a new parameter group at the rate the rest of the network trains at
 (dlrun/nn/optimizers.py add_unfrozen_group), so their optimizer state starts at zero when they start moving.
-A resumed run that had unfrozen them gets the group when it is assembled (dlrun/assembly.py).
+A resumed run that had unfrozen them gets the group when it is assembled (dlrun/training/assembly.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class Unfreeze(Callback):
     def on_epoch_start(self, loop) -> None:
         if self.done or loop.epoch + 1 < self.epoch:
             return
-        from dlrun.checkpoint import unwrap
+        from dlrun.run_folder.checkpoint import unwrap
         from dlrun.models.transfer import unfreeze
         from dlrun.nn.optimizers import add_unfrozen_group
 

@@ -70,8 +70,8 @@ class _ProjectSource:
 
     @staticmethod
     def from_config(cfg, seed: int) -> Source:
-        from dlrun.config import build
-        from dlrun.contracts import check_type
+        from dlrun.config.schema import build
+        from dlrun.config.contracts import check_type
 
         src = build(cfg.source, "data.source")
         check_type(src, Source, "data.source", cfg.source.get("_target_"), "dlrun.data.source.Source")

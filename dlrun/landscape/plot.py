@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dlrun.plots import plt  # matplotlib set up headless (Agg) in one place
+from dlrun.results.plots import plt  # matplotlib set up headless (Agg) in one place
 
 _KIND_STYLE = {  # marker, colour, label of the notes' second-derivative test result
     "minimum": ("o", "tab:green", "minimum"),

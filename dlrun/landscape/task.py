@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dlrun.config import is_number, require
+from dlrun.config.schema import is_number, require
 from dlrun.errors import DlrunError
 from dlrun.landscape.critical import DTYPE, CriticalPoint, find_critical_points
 from dlrun.landscape.surfaces import get_surface
@@ -145,8 +145,8 @@ def overlay(*folders, out_dir=None) -> list[Path]:
     Used by every job of a multirun on its sweep folder, and by `python -m dlrun.landscape FOLDER...`.
     """
     from dlrun.landscape.plot import landscape_figure
-    from dlrun.plots import plt
-    from dlrun.records import atomic_write
+    from dlrun.results.plots import plt
+    from dlrun.run_folder.records import atomic_write
 
     records = []
     for folder in map(Path, folders):
@@ -239,7 +239,7 @@ def _pair(v) -> bool:
 
 
 def check_config(lc: DictConfig) -> None:
-    """The keys of dlrun/conf/landscape/*.yaml, before anything runs (dlrun/config.py validate calls it);
+    """The keys of dlrun/conf/landscape/*.yaml, before anything runs (dlrun/config/schema.py validate calls it);
     the surface name and landscape.expr are checked when the surface is built."""
     lc = OmegaConf.to_container(lc, resolve=True)
     require(_pair(lc.get("start")), "landscape.start", lc.get("start"), "[x, y], two numbers")
@@ -262,14 +262,14 @@ def check_config(lc: DictConfig) -> None:
 
 
 def run(cfg: DictConfig, run_dir: Path):
-    """The task function (dlrun/tasks.py TASKS["landscape"]); returns the final loss (what a search minimises)."""
+    """The task function (dlrun/training/tasks.py TASKS["landscape"]); returns the final loss (what a search minimises)."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from dlrun.config import build
+    from dlrun.config.schema import build
     from dlrun.landscape.plot import landscape_figure
-    from dlrun.plots import plt, save_figure
-    from dlrun.records import MetricsLog, write_json
-    from dlrun.run_record import COMPLETED, FAILED, RunSummary, write_summary
+    from dlrun.results.plots import plt, save_figure
+    from dlrun.run_folder.records import MetricsLog, write_json
+    from dlrun.run_folder.run_record import COMPLETED, FAILED, RunSummary, write_summary
 
     started = time.time()
     run_dir = Path(run_dir)

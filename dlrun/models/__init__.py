@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dlrun.config import is_number
+from dlrun.config.schema import is_number
 
 
 def _freeze_spec(v) -> bool:
     return v in ("none", "backbone") or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
 
 
-# the model group's keys that dlrun reads itself, checked before anything is built (dlrun/config.py validate)
+# the model group's keys that dlrun reads itself, checked before anything is built (dlrun/config/schema.py validate)
 CONFIG_RULES = {
     "dropout": (lambda v: is_number(v) and 0 <= v < 1, "a probability in [0, 1)"),
     "freeze": (_freeze_spec, "none, backbone or a number of leading parameterised layers"),
@@ -27,8 +27,8 @@ def build_model(cfg, info, init=None, pretrained: bool = True):
     """
     import torch
 
-    from dlrun.config import build
-    from dlrun.contracts import check_type
+    from dlrun.config.schema import build
+    from dlrun.config.contracts import check_type
     from dlrun.models.transfer import freeze, load_pretrained, split_model_node
 
     node, spec, frozen = split_model_node(cfg)

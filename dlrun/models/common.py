@@ -1,10 +1,27 @@
-"""Checks and small layer helpers the image models share (shapes, stems, widths, depths)."""
+"""What the models share: eval mode for any model, and the image models' checks and small layer helpers
+(shapes, stems, widths, depths)."""
 
 from __future__ import annotations
 
+import contextlib
+
+import torch
 from torch import nn
 
 from dlrun.errors import ConfigError
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """The model in eval mode (batch norm's running statistics, no dropout) without gradients, then back in
+    the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
 
 SMALL_INPUT = 64  # below this side (MNIST 28, CIFAR 32) the ImageNet stems would shrink the image to nothing
 STEMS = ("auto", "imagenet", "small")

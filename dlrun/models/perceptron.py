@@ -17,7 +17,7 @@ from torch import nn
 
 from dlrun.callbacks.base import Callback
 from dlrun.errors import ConfigError
-from dlrun.run_record import FAILED
+from dlrun.run_folder.run_record import FAILED
 
 log = logging.getLogger("dlrun")
 

@@ -46,7 +46,7 @@ def split_model_node(node):
 # -- loading ----------------------------------------------------------------------------------------------
 def _file_state(path: Path) -> tuple[dict, list | None]:
     """(weights, class names or None) of a dlrun checkpoint or of a plain state_dict file, read with weights_only."""
-    from dlrun import checkpoint
+    from dlrun.run_folder import checkpoint
 
     if not path.is_file():
         raise CheckpointError(f"model.pretrained: {path} does not exist")

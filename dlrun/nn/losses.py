@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlrun.config import is_number
+from dlrun.config.schema import is_number
 from dlrun.errors import ConfigError
 
 REGRESSION = ("mse", "mae", "huber", "pseudo_huber")
-# the loss group's keys, checked before anything is built (dlrun/config.py validate): key -> (rule, allowed)
+# the loss group's keys, checked before anything is built (dlrun/config/schema.py validate): key -> (rule, allowed)
 CONFIG_RULES = {"delta": (lambda v: is_number(v) and v > 0, "a number > 0")}  # huber, pseudo_huber
 
 
@@ -197,7 +197,7 @@ class Hinge(Loss):
 def build_loss(node, info) -> nn.Module:
     """The loss of `node` (conf/loss/*.yaml), bound to the data when it is one of ours; any other
     criterion (a user's `_target_`, the perceptron's rule) is used as built."""
-    from dlrun.config import build
+    from dlrun.config.schema import build
 
     loss = build(node, "loss")
     return loss.bind(info) if isinstance(loss, Loss) else loss

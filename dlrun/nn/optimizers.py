@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
-from dlrun.config import is_number
+from dlrun.config.schema import is_number
 
-# the optimizer group's keys, checked before anything is built (dlrun/config.py validate): key -> (rule, allowed)
+# the optimizer group's keys, checked before anything is built (dlrun/config/schema.py validate): key -> (rule, allowed)
 CONFIG_RULES = {
     "lr": (lambda v: is_number(v) and v > 0, "a number > 0"),
     "weight_decay": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
@@ -129,7 +129,7 @@ def build_optimizer(node, model: torch.nn.Module) -> Optimizer:
     (its last parameterised layer, dlrun/models/transfer.py) is a group of its own at lr * mult."""
     from omegaconf import OmegaConf
 
-    from dlrun.config import build
+    from dlrun.config.schema import build
     from dlrun.errors import ConfigError
     from dlrun.models.transfer import head
 
@@ -174,6 +174,6 @@ def add_unfrozen_group(optimizer: Optimizer, params: list, scheduler=None) -> di
 
 
 # the keyword arguments each factory passes on (**kwargs), so that a key none of them takes is refused
-# before anything is built (dlrun/target_keys.py), as it is for a torch.optim class named directly
+# before anything is built (dlrun/config/target_keys.py), as it is for a torch.optim class named directly
 for _factory, _torch_class in ((adagrad, torch.optim.Adagrad), (rmsprop, torch.optim.RMSprop), (adam, torch.optim.Adam)):
     _factory.passes_kwargs_to = _torch_class

@@ -12,11 +12,11 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from dlrun.config import is_number
+from dlrun.config.schema import is_number
 from dlrun.errors import ConfigError
 from dlrun.nn.initializers import weight_layers
 
-# the keys of each regularizer=... entry, checked before anything is built (dlrun/config.py validate)
+# the keys of each regularizer=... entry, checked before anything is built (dlrun/config/schema.py validate)
 CONFIG_RULES = {
     "strength": (lambda v: is_number(v) and v >= 0, "a number >= 0 (lambda)"),
     "alpha": (lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1] (the l1 share)"),
@@ -115,7 +115,7 @@ def with_model_options(cfg: DictConfig) -> DictConfig:
 
 def build_penalty(cfg: DictConfig, model: torch.nn.Module) -> Penalty | None:
     """The weight penalty of the regularizer group, or None when it chooses none."""
-    from dlrun.config import build
+    from dlrun.config.schema import build
 
     terms = [build(node, f"regularizer.{key}") for key, node in (cfg.get("regularizer") or {}).items()
              if key not in MODEL_OPTIONS]

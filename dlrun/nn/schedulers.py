@@ -11,7 +11,7 @@ import math
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
 from dlrun.errors import ConfigError
-from dlrun.metrics import mode_for
+from dlrun.run_folder.metric_mode import mode_for
 
 
 class WarmupCosine:

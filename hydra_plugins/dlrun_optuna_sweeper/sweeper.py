@@ -1,4 +1,4 @@
-"""The Hydra Sweeper class; the work is in dlrun.search.sweeper (imported when a search starts)."""
+"""The Hydra Sweeper class; the work is in dlrun.sweeps.search.sweeper (imported when a search starts)."""
 
 import sys
 from typing import Any, List
@@ -13,7 +13,7 @@ class DlrunOptunaSweeper(Sweeper):
         self.settings = settings
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from dlrun.search.sweeper import OptunaSearch
+        from dlrun.sweeps.search.sweeper import OptunaSearch
 
         self.search = OptunaSearch(self.settings, hydra_context=hydra_context, task_function=task_function,
                                    config=config)

@@ -1,4 +1,4 @@
-"""Hydra plugins that make a dlrun project folder a config source (see dlrun/project.py).
+"""Hydra plugins that make a dlrun project folder a config source (see dlrun/cli/project.py).
 
 Hydra imports every module under the `hydra_plugins` namespace and registers the plugin classes it finds:
 the search-path plugin puts the project before dlrun's own configs; the config source reads the project's
@@ -17,7 +17,7 @@ from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSou
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import OmegaConf
 
-from dlrun.project import SCHEME, config_candidates, project_dir
+from dlrun.cli.project import SCHEME, config_candidates, project_dir
 
 
 class DlrunProjectSearchPath(SearchPathPlugin):

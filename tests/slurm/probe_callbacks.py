@@ -10,7 +10,7 @@ from dlrun.callbacks import Callback
 
 
 class RankProbe(Callback):
-    all_ranks = True  # DDP: kept on every rank (dlrun.distributed.quiet_rank)
+    all_ranks = True  # DDP: kept on every rank (dlrun.training.distributed.quiet_rank)
 
     def __init__(self, path: str):
         self.path = Path(path)

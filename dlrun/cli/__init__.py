@@ -1,0 +1,1 @@
+"""The command line: `dlrun` (main.py), its help, the project folder and `dlrun-new`."""

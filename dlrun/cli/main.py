@@ -1,0 +1,107 @@
+"""`dlrun` entry point: Hydra composes the config, `dlrun.training.tasks` validates it and runs the task.
+
+Heavy imports (torch, torchvision, tensorboard) happen inside the task, so `dlrun --help` is fast.
+Before Hydra sees the command line, `prepare_argv` puts it in the order Hydra's parser needs and
+refuses flag combinations Hydra would answer with a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from dlrun.config.schema import register_configs
+
+register_configs()
+
+# Hydra's flags (hydra/_internal/utils.py get_args_parser): those that take a value, and --info's topics
+_FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
+                     "-cd", "--config-dir", "--experimental-rerun"}
+_INFO = {"-i", "--info"}
+_INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+_MULTIRUN = {"-m", "--multirun"}
+_SHOW_ONLY = {"-c", "--cfg", "-i", "--info", "-sc", "--shell-completion"}
+
+
+class UsageError(Exception):
+    """A command line Hydra cannot run: printed as one line, exit code 2."""
+
+
+def _flag(token: str) -> str:
+    return token.split("=", 1)[0]
+
+
+def prepare_argv(argv: list[str]) -> list[str]:
+    """Flags first, then overrides: `dlrun a=1 -m b=1,2` means the same as `dlrun -m a=1 b=1,2`.
+
+    Hydra's argparse takes the overrides as one positional list, so overrides on both sides of a
+    flag fail there with `unrecognized arguments`. A run folder that already holds a run keeps its
+    `.hydra/` files (a resume, or a refused reuse, must not overwrite the run's own record).
+    """
+    flags, overrides, i = [], [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token.startswith("-"):
+            flags.append(token)
+            takes_value = _flag(token) in _FLAGS_WITH_VALUE and "=" not in token
+            optional_value = token in _INFO and i + 1 < len(argv) and argv[i + 1] in _INFO_TOPICS
+            if (takes_value or optional_value) and i + 1 < len(argv):
+                flags.append(argv[i + 1])
+                i += 1
+        else:
+            overrides.append(token)
+        i += 1
+    names = {_flag(f) for f in flags}
+    if names & _MULTIRUN and names & _SHOW_ONLY:
+        shown = sorted(names & _SHOW_ONLY)[0]
+        raise UsageError(f"{shown} shows one composed config and cannot be combined with -m/--multirun: "
+                         f"drop -m to see the config of one job (e.g. with the first value of each swept key)")
+    if not names & _MULTIRUN:
+        run_dir = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")), None)
+        if run_dir and _holds_a_run(Path(run_dir)) and not any(o.startswith("hydra.output_subdir=") for o in overrides):
+            overrides.append("hydra.output_subdir=null")
+    return flags + overrides
+
+
+def _holds_a_run(run_dir: Path) -> bool:
+    """A folder where training started (not one where only start-up or a refused config happened)."""
+    return (run_dir / ".hydra" / "config.yaml").is_file() and (
+        (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").is_dir())
+
+
+@hydra.main(version_base="1.3", config_path="pkg://dlrun.conf", config_name="config")
+def _hydra_main(cfg: DictConfig):
+    from dlrun.training.tasks import run_task
+
+    return run_task(cfg)
+
+
+def main() -> None:
+    from dlrun.training.distributed import agree_on_run_stamp
+    from dlrun.cli.project import project_argv
+
+    try:  # `dlrun init`, --project PATH and GROUP._target_ swaps first: prepare_argv sees Hydra's arguments only
+        sys.argv[1:] = prepare_argv(project_argv(sys.argv[1:]))
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    agree_on_run_stamp()  # under torchrun: every rank resolves the same run folder
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        from dlrun.cli.help import list_groups_from_one_repository
+
+        list_groups_from_one_repository()
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:  # Ctrl-C before the loop took over SIGINT (start-up) or after it ended
+        from dlrun.errors import EXIT_INTERRUPTED
+
+        print("interrupted (Ctrl-C) outside training: nothing was trained since the last checkpoint",
+              file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The run's configuration: typed groups, validation, the data and model contracts."""

@@ -1,0 +1,1 @@
+"""Many runs: sweep bookkeeping, the SLURM launcher, the Optuna search, the lessons' figures."""

@@ -1,0 +1,370 @@
+"""Each lesson's one figure: `lesson.png` in the experiment's sweep (or run) folder.
+
+An experiment preset names its lesson in a Hydra callback (`hydra.callbacks.lesson.lesson: NAME`); when
+the sweep or run ends, the drawer of that name reads the jobs' metrics.jsonl / summary.json and draws
+the plot that shows the lesson. A drawer returns the numbers it drew (the tests check them), and a
+figure that cannot be drawn is a warning, never a failed run.
+
+`python -m dlrun.sweeps.lessons OUT_DIR [NAME...]` runs the presets and copies their figures (`make figures`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import yaml
+from hydra.experimental.callback import Callback as HydraCallback
+
+from dlrun.run_folder.run_record import FAILED, read_summary
+
+log = logging.getLogger("dlrun")
+FIGURE = "lesson.png"
+
+
+# -- reading a sweep ---------------------------------------------------------------------------------------
+def read_job(job: Path) -> dict:
+    """A job folder's overrides, metric rows and summary."""
+    overrides_file = job / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    metrics = job / "metrics.jsonl"
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
+    return {"dir": job, "overrides": dict(o.split("=", 1) for o in overrides if "=" in o), "rows": rows,
+            "summary": read_summary(job).to_dict(), "label": job.name}
+
+
+def read_sweep(sweep: Path) -> list[dict]:
+    """The jobs of a sweep folder, with `label`: the override values that differ between jobs."""
+    from dlrun.sweeps.sweep import job_order
+
+    jobs = [read_job(d) for d in sorted(Path(sweep).iterdir(), key=lambda d: job_order(d.name))
+            if (d / "summary.json").is_file()]
+    keys = {k for j in jobs for k in j["overrides"]}
+    varying = [k for k in sorted(keys) if len({j["overrides"].get(k) for j in jobs}) > 1]
+    for j in jobs:
+        j["label"] = " ".join(j["overrides"].get(k, "") for k in varying) or j["dir"].name
+    return jobs
+
+
+def series(job: dict, key: str) -> list[float]:
+    return [r[key] for r in job["rows"] if key in r]
+
+
+def _whole_epochs(*axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+# -- the drawers: (jobs, figure) -> the numbers drawn -------------------------------------------------------
+def draw_activations(jobs, fig):
+    """First- vs last-layer gradient norm per activation over epochs (log scale)."""
+    ax = fig.subplots()
+    drawn = {}
+    for i, job in enumerate(jobs):
+        keys = [k for k in job["rows"][0] if k.startswith("grad_norm/")] if job["rows"] else []
+        if not keys:
+            continue
+        first, last = series(job, keys[0]), series(job, keys[-1])
+        color = f"C{i}"
+        ax.plot(range(1, len(first) + 1), first, color=color, label=f"{job['label']}: first layer")
+        ax.plot(range(1, len(last) + 1), last, color=color, linestyle="--", label=f"{job['label']}: last layer")
+        drawn[job["label"]] = {"first": first, "last": last}
+    ax.set(yscale="log", xlabel="epoch", ylabel="mean weight-gradient norm",
+           title="vanishing gradient: first (solid) vs last (dashed) layer")
+    _whole_epochs(ax)
+    ax.legend(fontsize=7, ncol=2)
+    return drawn
+
+
+def draw_init(jobs, fig):
+    """Each layer's output std at the start, per initializer (log scale; zeros: 0, not drawn)."""
+    ax_act, ax_grad = fig.subplots(1, 2)
+    drawn = {}
+    for i, job in enumerate(jobs):
+        scales = job["summary"].get("init_scales")
+        if not scales:
+            continue
+        layers = np.arange(1, len(scales["layers"]) + 1)
+        act, grad = np.array(scales["activation_std"]), np.array(scales["grad_norm"])
+        failed = job["summary"].get("status") == FAILED
+        label = job["label"] + (" (diverged)" if failed else "")
+        ax_act.plot(layers, np.where(act > 0, act, np.nan), marker="o", color=f"C{i}", label=label)
+        ax_grad.plot(layers, np.where(grad > 0, grad, np.nan), marker="o", color=f"C{i}", label=label)
+        drawn[job["label"]] = {"activation_std": act.tolist(), "grad_norm": grad.tolist(), "status": job["summary"]["status"]}
+    ax_act.set(yscale="log", xlabel="layer", ylabel="std of the layer's output", title="activations at the start")
+    ax_grad.set(yscale="log", xlabel="layer", ylabel="weight-gradient norm", title="gradients at the start")
+    ax_act.legend(fontsize=7)
+    return drawn
+
+
+def draw_curves(key: str, title: str):
+    """One metric's curve per job, overlaid (optimizers: the training loss)."""
+    def draw(jobs, fig):
+        ax = fig.subplots()
+        drawn = {}
+        for job in jobs:
+            values = series(job, key)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, label=job["label"])
+                drawn[job["label"]] = values
+        ax.set(xlabel="epoch", ylabel=key, title=title)
+        _whole_epochs(ax)
+        if key.endswith("loss"):
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+        return drawn
+    return draw
+
+
+def draw_train_val_gap(jobs, fig):
+    """Training (solid) vs validation (dashed) accuracy per job, and the gap train - val over epochs."""
+    ax_acc, ax_gap = fig.subplots(1, 2)
+    drawn = {}
+    for i, job in enumerate(jobs):
+        train, val = series(job, "train/acc"), series(job, "val/acc")
+        n = min(len(train), len(val))
+        if not n:
+            continue
+        epochs = range(1, n + 1)
+        gap = [t - v for t, v in zip(train[:n], val[:n])]
+        ax_acc.plot(epochs, train[:n], color=f"C{i}", label=job["label"])
+        ax_acc.plot(epochs, val[:n], color=f"C{i}", linestyle="--")
+        ax_gap.plot(epochs, gap, color=f"C{i}", label=job["label"])
+        drawn[job["label"]] = {"train": train[:n], "val": val[:n], "gap": gap}
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="train (solid) vs validation (dashed)")
+    ax_gap.set(xlabel="epoch", ylabel="train acc - val acc", title="the gap: variance (overfitting)")
+    _whole_epochs(ax_acc, ax_gap)
+    ax_acc.legend(fontsize=7)
+    return drawn
+
+
+def draw_resnet_depth(jobs, fig):
+    """Final training loss and error vs depth, plain vs residual."""
+    ax_loss, ax_err = fig.subplots(1, 2)
+    drawn = {}
+    for job in jobs:
+        kind = "residual" if str(job["overrides"].get("model.shortcut", "true")).lower() == "true" else "plain"
+        depth = int(job["overrides"].get("model.depth", 0))
+        loss, acc = series(job, "train/loss"), series(job, "train/acc")
+        if loss:
+            drawn.setdefault(kind, {})[depth] = {"train_loss": loss[-1], "train_error": 1 - acc[-1] if acc else None}
+    for kind, style in (("plain", "o--"), ("residual", "s-")):
+        points = sorted(drawn.get(kind, {}).items())
+        if points:
+            depths = [d for d, _ in points]
+            ax_loss.plot(depths, [p["train_loss"] for _, p in points], style, label=kind)
+            ax_err.plot(depths, [p["train_error"] for _, p in points], style, label=kind)
+            for ax in (ax_loss, ax_err):
+                ax.set_xticks(depths)
+    ax_loss.set(xlabel="depth (layers)", ylabel="final training loss", title="deeper plain nets train worse")
+    ax_err.set(xlabel="depth (layers)", ylabel="final training error", title="the shortcut keeps depth trainable")
+    ax_loss.legend()
+    return drawn
+
+
+def draw_gate(jobs, fig):
+    """The perceptron's line w.x + b = 0 over the gate's four points (in the raw 0/1 coordinates)."""
+    import torch
+
+    from dlrun.data.logic_gate import GATES, ROWS
+
+    job = jobs[0]
+    cfg = yaml.safe_load((job["dir"] / ".hydra" / "config.yaml").read_text())
+    report = job["summary"].get("perceptron") or {}
+    w, b = np.array(report.get("weights", [0.0, 0.0]), dtype=float), float(report.get("bias", 0.0))
+    if cfg["data"].get("standardize", True):  # the model saw (x - mean)/std: the same line in raw coordinates
+        mean, std = ROWS.mean(0), torch.tensor(ROWS, dtype=torch.float64).std(0).numpy()
+        w, b = w / std, b - float((w / std) @ mean)
+    y = GATES[cfg["data"]["gate"]](ROWS[:, 0], ROWS[:, 1])
+    ax = fig.subplots()
+    ax.scatter(ROWS[:, 0], ROWS[:, 1], c=["C1" if v else "C0" for v in y], s=150, zorder=3)
+    for (a, c), v in zip(ROWS, y):
+        ax.annotate(f"{int(v)}", (a, c), textcoords="offset points", xytext=(10, 8))
+    grid = np.linspace(-0.5, 1.5, 201)
+    gx, gy = np.meshgrid(grid, grid)
+    ax.contourf(gx, gy, (w[0] * gx + w[1] * gy + b > 0).astype(float), levels=[-0.5, 0.5, 1.5],
+                colors=["C0", "C1"], alpha=0.15)
+    if abs(w[1]) > 1e-12:
+        sign = lambda v: f"{'-' if v < 0 else '+'} {abs(v):.2f}"
+        ax.plot(grid, -(w[0] * grid + b) / w[1], "k-", label=f"{w[0]:.2f} A {sign(w[1])} B {sign(b)} = 0")
+    ax.set(xlim=(-0.5, 1.5), ylim=(-0.5, 1.5), xlabel="A", ylabel="B", aspect="equal",
+           title=f"perceptron on {cfg['data']['gate'].upper()}: train acc {report.get('train_acc', 0):.2f}")
+    ax.legend(loc="upper left", fontsize=8)
+    right = int(((ROWS @ w + b > 0).astype(int) == y).sum())
+    return {"weights": w.tolist(), "bias": b, "rows_right": right}
+
+
+def draw_regions(jobs, fig):
+    """The MLP's two regions over the XOR points, from its last checkpoint: curved, not one line."""
+    import torch
+
+    from dlrun.run_folder import checkpoint
+    from dlrun.data.logic_gate import GATES, ROWS
+    from dlrun.training.evaluate import _info_and_stats, _restore_model, stored_config
+
+    job = jobs[0]
+    path = job["dir"] / "checkpoints" / "last.pt"
+    state = checkpoint.load(path)
+    stored = stored_config(state, path)
+    info, mean, std = _info_and_stats(state, stored)
+    model, _ = _restore_model(stored, info, state, path, torch.device("cpu"))
+    grid = np.linspace(-0.5, 1.5, 201)
+    gx, gy = np.meshgrid(grid, grid)
+    points = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    with torch.no_grad():
+        classes = model((points - mean.view(1, -1)) / std.view(1, -1)).argmax(1).view(gx.shape).numpy()
+        rows = torch.tensor(ROWS, dtype=torch.float32)
+        predicted = model((rows - mean.view(1, -1)) / std.view(1, -1)).argmax(1).numpy()
+    y = GATES[stored.data.gate](ROWS[:, 0], ROWS[:, 1])
+    ax = fig.subplots()
+    ax.contourf(gx, gy, classes.astype(float), levels=[-0.5, 0.5, 1.5], colors=["C0", "C1"], alpha=0.25)
+    ax.contour(gx, gy, classes.astype(float), levels=[0.5], colors="k")
+    ax.scatter(ROWS[:, 0], ROWS[:, 1], c=["C1" if v else "C0" for v in y], s=150, zorder=3)
+    for (a, c), v in zip(ROWS, y):
+        ax.annotate(f"{int(v)}", (a, c), textcoords="offset points", xytext=(10, 8))
+    hidden = list(stored.model.get("hidden", []))
+    ax.set(xlim=(-0.5, 1.5), ylim=(-0.5, 1.5), xlabel="A", ylabel="B", aspect="equal",
+           title=f"MLP (hidden {hidden}, {stored.model.get('activation')}) on {stored.data.gate.upper()}: "
+                 f"{int((predicted == y).sum())}/4 right")
+    return {"rows_right": int((predicted == y).sum()), "region_fraction_1": float(classes.mean())}
+
+
+def draw_zoo(jobs, fig):
+    """Test accuracy against the model's size (weights in its checkpoint) and against training time."""
+    from dlrun.run_folder import checkpoint
+
+    ax_size, ax_time = fig.subplots(1, 2)
+    drawn = {}
+    for i, job in enumerate(jobs):
+        acc = (job["summary"].get("test") or {}).get("test/acc")
+        path = job["dir"] / "checkpoints" / "last.pt"
+        if acc is None or not path.is_file():
+            continue
+        size = sum(t.numel() for k, t in checkpoint.load(path)["model"].items() if "running" not in k
+                   and "num_batches" not in k)
+        seconds = job["summary"].get("duration_s", 0.0)
+        label = job["label"].rsplit("=", 1)[-1]
+        for ax, x in ((ax_size, size), (ax_time, seconds)):
+            ax.scatter([x], [acc], color=f"C{i}", s=60)
+            ax.annotate(label, (x, acc), textcoords="offset points", xytext=(6, 4))
+        drawn[label] = {"params": size, "seconds": seconds, "test_acc": acc}
+    ax_size.set(xscale="log", xlabel="parameters", ylabel="test accuracy", title="accuracy vs size")
+    ax_time.set(xlabel="training time (s)", ylabel="test accuracy", title="accuracy vs time")
+    return drawn
+
+
+DRAWERS = {
+    "activations": draw_activations,
+    "init": draw_init,
+    "optimizers": draw_curves("train/loss", "optimizers: training loss"),
+    "losses_regression": draw_curves("val/mae", "regression losses with 10% outliers: validation MAE"),
+    "regularization": draw_train_val_gap,
+    "augmentation": draw_train_val_gap,
+    "resnet_depth": draw_resnet_depth,
+    "perceptron": draw_gate,
+    "mlp_xor": draw_regions,
+    "cnn_zoo": draw_zoo,
+}
+
+
+def draw(lesson: str, folder: Path) -> dict:
+    """Draw `lesson`'s figure from the sweep (or single run) in `folder` into folder/lesson.png."""
+    from dlrun.results.plots import plt, save_figure
+
+    folder = Path(folder)
+    jobs = [read_job(folder)] if (folder / "summary.json").is_file() else read_sweep(folder)
+    if not jobs:
+        raise ValueError(f"no finished job in {folder}")
+    wide = lesson in ("init", "regularization", "augmentation", "resnet_depth", "cnn_zoo")
+    fig = plt.figure(figsize=(11 if wide else 7, 4.5 if wide else 5), dpi=100)
+    try:
+        drawn = DRAWERS[lesson](jobs, fig)
+        fig.tight_layout()
+        save_figure(fig, folder / FIGURE)
+    finally:
+        plt.close(fig)
+    return drawn
+
+
+class LessonFigure(HydraCallback):
+    """hydra.callbacks.lesson: draws lesson.png when the experiment's sweep (or single run) ends."""
+
+    def __init__(self, lesson: str):
+        if lesson not in DRAWERS:
+            raise ValueError(f"lesson {lesson!r}: one of {', '.join(DRAWERS)}")
+        self.lesson = lesson
+
+    def _draw(self, folder) -> None:
+        try:
+            draw(self.lesson, Path(folder))
+            log.info("lesson figure: %s", Path(folder) / FIGURE)
+        except Exception as e:  # a figure is a bonus: never fail the experiment over it
+            log.warning("lesson figure not drawn (%s: %s)", type(e).__name__, e)
+
+    def on_run_end(self, config, **kwargs) -> None:
+        self._draw(config.hydra.runtime.output_dir)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        self._draw(config.hydra.sweep.dir)
+
+
+# -- make figures: run each preset and keep its figure ------------------------------------------------------
+# the presets whose figure `make figures` collects (docs/figures/NAME.png), and those that need Fashion-MNIST
+PRESETS = ["perceptron_and", "perceptron_notes", "perceptron_xor", "mlp_xor", "activations", "init", "resnet_depth",
+           "losses_regression", "optimizers", "regularization", "augmentation", "cnn_zoo"]
+NEEDS_FASHION_MNIST = {"optimizers", "regularization", "augmentation", "cnn_zoo"}
+
+
+def fashion_mnist_here(root: str = "data") -> bool:
+    from dlrun.data.mnist import DATASETS, _find_files
+
+    tv_class, system_dir, _ = DATASETS["fashion_mnist"]
+    folders = [Path(root) / tv_class / "raw", Path(root) / "fashion_mnist", Path(root), Path(system_dir)]
+    return any(_find_files(f) for f in folders)
+
+
+def make_figures(out: Path, names: list[str]) -> int:
+    """Run each preset into a scratch folder and copy its lesson.png to out/NAME.png; prints the times."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    out.mkdir(parents=True, exist_ok=True)
+    have_fmnist = fashion_mnist_here()
+    failed = 0
+    for name in names or PRESETS:
+        if name in NEEDS_FASHION_MNIST and not have_fmnist:
+            print(f"{name}: skipped (needs Fashion-MNIST: `make data`)", flush=True)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.time()
+            folder = Path(tmp) / "out"
+            where = "hydra.run.dir" if "xor" in name or name.startswith("perceptron") else "hydra.sweep.dir"
+            multirun = ["-m"] if where == "hydra.sweep.dir" else []  # augmentation's preset is no sweep by itself
+            proc = subprocess.run([sys.executable, "-m", "dlrun", *multirun, f"experiment={name}",
+                                   "trainer.progress=none", f"{where}={folder}"], cwd=tmp, capture_output=True, text=True)
+            figure = folder / FIGURE
+            if figure.is_file():
+                shutil.copy(figure, out / f"{name}.png")
+                print(f"{name}: {out / (name + '.png')} ({time.time() - start:.0f} s)", flush=True)
+            else:
+                failed += 1
+                print(f"{name}: no figure (exit {proc.returncode}): {proc.stderr.strip()[-300:]}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dlrun.sweeps.lessons", description="run the lessons' presets and "
+                                     "collect their figures as OUT/NAME.png")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("names", nargs="*", choices=[[], *PRESETS], metavar="NAME", help=", ".join(PRESETS))
+    args = parser.parse_args()
+    raise SystemExit(make_figures(args.out, args.names))
