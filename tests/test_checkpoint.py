@@ -95,7 +95,7 @@ def test_a_process_killed_during_save_leaves_the_previous_file_intact(tmp_path):
     path = tmp_path / "last.pt"
     checkpoint.save({"model": {"w": torch.ones(3)}, "epoch": 1}, path)
     code = (
-        "import os, torch\nfrom dlrun import checkpoint\n"
+        "import os, torch\nfrom dlrun.run_folder import checkpoint\n"
         "def die(obj, f):\n    f.write(b'half'); f.flush(); os._exit(9)\n"
         "torch.save = die\n"
         f"checkpoint.save({{'model': {{}}, 'epoch': 2}}, {str(path)!r})\n"
