@@ -22,6 +22,29 @@ def test_convnet_stages_halve_the_resolution_and_end_in_one_dense_layer():
         ConvNet((1, 8, 8), 10, widths=[4, 4, 4, 4])
 
 
+def test_convnet_hidden_dense_layers_sit_between_the_last_stage_and_the_output():
+    model = ConvNet((1, 28, 28), 10, widths=[16, 32, 64], hidden=[128])
+    dense = [m for m in model.classifier if isinstance(m, torch.nn.Linear)]
+    assert [(d.in_features, d.out_features) for d in dense] == [(64 * 3 * 3, 128), (128, 10)]
+    assert isinstance(model.classifier[2], torch.nn.ReLU)  # an activation between them: not one linear map
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="model.hidden"):
+        ConvNet((1, 28, 28), 10, widths=[8], hidden=[0])
+
+
+def test_convnet_strided_stages_halve_the_resolution_without_pooling():
+    model = ConvNet((1, 28, 28), 10, widths=[32, 64, 128], downsample="stride")
+    convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    assert [m.stride for m in convs] == [(2, 2)] * 3
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in model.modules())
+    assert model.classifier[-1].in_features == 128 * 4 * 4  # (H + 2 - 3) // 2 + 1: 28 -> 14 -> 7 -> 4
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    two = ConvNet((1, 28, 28), 10, widths=[8], convs_per_stage=2, downsample="stride")
+    assert [m.stride for m in two.features if isinstance(m, torch.nn.Conv2d)] == [(2, 2), (1, 1)]  # the first of a stage
+    with pytest.raises(ConfigError, match="model.downsample"):
+        ConvNet((1, 28, 28), 10, widths=[8], downsample="avg")
+
+
 class LeftMinusRight(torch.nn.Module):
     """Class 0 when the left half is brighter: a model that mirroring fools completely."""
 
