@@ -93,6 +93,9 @@ def test_bad_callback_configs_are_one_line_config_errors(tiny_cfg):
         build_callbacks(tiny_cfg("+callbacks.mine._target_=no.such.Thing").callbacks)
     with pytest.raises(ConfigError, match="callbacks.model_checkpoint.save_top_k"):
         build_callbacks(tiny_cfg("callbacks.model_checkpoint.save_top_k=-3").callbacks)
+    # settings left for a callback that callbacks=none removed (a preset's tensorboard settings, a typo'd name)
+    with pytest.raises(ConfigError, match="callbacks.tensorboard.*not on.*~callbacks.tensorboard"):
+        build_callbacks(tiny_cfg("callbacks=none", "+callbacks.tensorboard.images_every_n_epochs=0").callbacks)
 
 
 @pytest.mark.subprocess

@@ -16,7 +16,8 @@ from hydra.core.global_hydra import GlobalHydra
 from conftest import CONF_DIR, make_cfg, run_dlrun
 from dlrun.config.contracts import ContractError
 from dlrun.errors import DlrunError
-from dlrun.cli.project import PROJECT_ENV, composed_from, project_argv, project_choices, swap_targets
+from dlrun.cli.project import PROJECT_ENV, project_argv, swap_targets
+from dlrun.cli.project_log import composed_from, project_choices
 from dlrun.cli.scaffold import ProjectExists, init_main, init_project
 from dlrun.training.tasks import build_loop
 

@@ -79,8 +79,8 @@ def test_help_lists_groups_without_importing_torch():
     assert "TORCH_NOT_IMPORTED" in out
     for group in ("model:", "data:", "optimizer:", "trainer:", "callbacks:", "loss:"):
         assert group in out
-    data_line = next(line for line in out.splitlines() if line.startswith("data:"))
-    assert "lenet, mlp" in out and all(f" {name}" in data_line for name in ("fashion_mnist", "mnist", "synthetic"))
+    data_entry = out[out.index("\ndata:"):].split("\nexperiment:")[0]  # wrapped at 80 columns
+    assert "lenet, mlp" in out and all(f" {name}" in data_entry for name in ("fashion_mnist", "mnist", "synthetic"))
 
 
 def test_a_training_run_imports_no_launcher_or_search_library(tmp_path):

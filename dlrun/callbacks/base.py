@@ -53,6 +53,9 @@ def build_callbacks(cfg) -> dict[str, Callback]:
     for name, node in (cfg or {}).items():
         if node is None:
             continue
+        if "_target_" not in node:  # e.g. a preset's tensorboard settings after callbacks=none removed tensorboard
+            raise ConfigError(f"callbacks.{name}", "{...}", f"settings for a callback that is not on: add it "
+                              f"(callbacks=[default,...]) or drop them with ~callbacks.{name}")
         cb = build(node, f"callbacks.{name}")
         if not isinstance(cb, Callback):
             from dlrun.config.contracts import where

@@ -1,6 +1,7 @@
 """`dlrun` entry point: Hydra composes the config, `dlrun.training.tasks` validates it and runs the task.
 
-Heavy imports (torch, torchvision, tensorboard) happen inside the task, so `dlrun --help` is fast.
+Heavy imports (torch, torchvision, tensorboard) happen inside the task, and Hydra's only once the command
+line is known: a plain `dlrun --help` needs neither (dlrun/cli/help.py).
 Before Hydra sees the command line, `prepare_argv` puts it in the order Hydra's parser needs and
 refuses flag combinations Hydra would answer with a traceback.
 """
@@ -9,13 +10,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-
-import hydra
-from omegaconf import DictConfig
-
-from dlrun.config.schema import register_configs
-
-register_configs()
 
 # Hydra's flags (hydra/_internal/utils.py get_args_parser): those that take a value, and --info's topics
 _FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
@@ -72,8 +66,7 @@ def _holds_a_run(run_dir: Path) -> bool:
         (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").is_dir())
 
 
-@hydra.main(version_base="1.3", config_path="pkg://dlrun.conf", config_name="config")
-def _hydra_main(cfg: DictConfig):
+def _task(cfg):
     from dlrun.training.tasks import run_task
 
     return run_task(cfg)
@@ -88,13 +81,24 @@ def main() -> None:
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    from dlrun.cli import help
+
+    if help.wants_plain_help(sys.argv[1:]):
+        from dlrun.cli.project import project_dir
+
+        project = project_dir()
+        print(help.plain_help(project if (project / "conf").is_dir() or (project / "experiments").is_dir() else None))
+        return
+    import hydra
+
+    from dlrun.config.schema import register_configs
+
+    register_configs()
     agree_on_run_stamp()  # under torchrun: every rank resolves the same run folder
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
-        from dlrun.cli.help import list_groups_from_one_repository
-
-        list_groups_from_one_repository()
+        help.list_groups_from_one_repository()
     try:
-        _hydra_main()
+        hydra.main(version_base="1.3", config_path="pkg://dlrun.conf", config_name="config")(_task)()
     except KeyboardInterrupt:  # Ctrl-C before the loop took over SIGINT (start-up) or after it ended
         from dlrun.errors import EXIT_INTERRUPTED
 

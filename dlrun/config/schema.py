@@ -46,6 +46,7 @@ class DataConfig:
     classes: Optional[List[int]] = None
     limit: Optional[int] = None
     outliers: float = 0.0  # tabular regression: this fraction of TRAINING targets replaced by outliers (test clean)
+    features: List[str] = field(default_factory=list)  # tabular: keep only these columns, by name (e.g. [bmi])
     augment: List[str] = field(default_factory=list)  # training batches only, in this order: AUGMENTATIONS
     crop_padding: int = 4  # crop: pixels of zero padding before the random crop
     erase_p: float = 0.5  # erase: probability that an image gets a rectangle erased

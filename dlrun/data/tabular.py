@@ -25,7 +25,7 @@ def _load(name: str):
 
 
 def from_config(cfg, seed: int) -> Source:
-    source = load(cfg.name, cfg.test_fraction)
+    source = load(cfg.name, cfg.test_fraction, list(cfg.get("features") or []))
     if cfg.get("outliers", 0.0):
         if source.task != "regression":
             from dlrun.errors import ConfigError
@@ -45,10 +45,25 @@ def with_outliers(y: np.ndarray, fraction: float, scale: float = 10.0) -> np.nda
     return y
 
 
-def load(name: str, test_fraction: float = 0.2) -> Source:
+def _columns(bunch, name: str, features: list[str]) -> list[int]:
+    """The indices of the named columns (data.features), with one clear error for a name the data lacks."""
+    from dlrun.errors import ConfigError
+
+    names = [str(n) for n in getattr(bunch, "feature_names", [])] if name != "digits" else []
+    if not names:
+        raise ConfigError("data.features", features, f"named columns; {name} has none (images)")
+    missing = [f for f in features if f not in names]
+    if missing or len(set(features)) != len(features):
+        raise ConfigError("data.features", features, f"distinct column names of {name}: {', '.join(names)}")
+    return [names.index(f) for f in features]
+
+
+def load(name: str, test_fraction: float = 0.2, features: list[str] | None = None) -> Source:
     from sklearn.model_selection import train_test_split
 
     bunch = _load(name)
+    if features:  # a column subset, e.g. diabetes' bmi alone: a regression that can be drawn as a line
+        bunch.data = bunch.data[:, _columns(bunch, name, features)]
     if name == "diabetes":
         x, y, names, task = bunch.data.astype(np.float32), bunch.target.astype(np.float32)[:, None], [], "regression"
     else:

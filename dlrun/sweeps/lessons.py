@@ -44,8 +44,13 @@ def read_sweep(sweep: Path) -> list[dict]:
     keys = {k for j in jobs for k in j["overrides"]}
     varying = [k for k in sorted(keys) if len({j["overrides"].get(k) for j in jobs}) > 1]
     for j in jobs:
-        j["label"] = " ".join(j["overrides"].get(k, "") for k in varying) or j["dir"].name
+        j["label"] = " ".join(_shown(j["overrides"].get(k, "")) for k in varying) or j["dir"].name
     return jobs
+
+
+def _shown(value: str) -> str:
+    """An override's value as a legend shows it: an empty list (`data.augment=[]`) is "none"."""
+    return "none" if value.strip() in ("[]", "") else value
 
 
 def series(job: dict, key: str) -> list[float]:
@@ -166,6 +171,34 @@ def draw_resnet_depth(jobs, fig):
     return drawn
 
 
+def draw_depth_remedies(jobs, fig):
+    """Final validation accuracy of each combination of the three remedies for depth (ReLU, Xavier, batch
+    norm), from none to all three: one bar per job, the remedies it has named."""
+    def remedies(job):
+        o = job["overrides"]
+        return (o.get("model.activation") == "relu", "xavier" in o.get("initializer", ""),
+                str(o.get("model.batchnorm", "false")).lower() == "true")
+
+    rows = []
+    for job in jobs:
+        acc, loss = series(job, "val/acc"), series(job, "train/loss")
+        if acc:
+            has = remedies(job)
+            names = [n for n, on in zip(("ReLU", "Xavier", "batch norm"), has) if on]
+            rows.append((sum(has), has, " + ".join(names) or "none (sigmoid, N(0, 0.01²))", acc[-1], loss[-1]))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    ax = fig.subplots()
+    ax.barh(range(len(rows)), [r[3] for r in rows], color=[f"C{r[0]}" for r in rows])
+    for i, r in enumerate(rows):
+        ax.text(r[3] + 0.01, i, f"{r[3]:.2f} (train loss {r[4]:.2f})", va="center", fontsize=8)
+    ax.axvline(0.1, color="0.5", linestyle=":", label="chance (10 classes)")
+    ax.set_yticks(range(len(rows)), [r[2] for r in rows], fontsize=8)
+    ax.set(xlim=(0, 1.25), xlabel="final validation accuracy",
+           title="remedies for depth: a 10-layer MLP on digits, remedies added bottom to top")
+    ax.legend(loc="lower right", fontsize=8)
+    return {r[2]: {"remedies": r[0], "val_acc": r[3], "train_loss": r[4]} for r in rows}
+
+
 def draw_gate(jobs, fig):
     """The perceptron's line w.x + b = 0 over the gate's four points (in the raw 0/1 coordinates)."""
     import torch
@@ -233,6 +266,46 @@ def draw_regions(jobs, fig):
     return {"rows_right": int((predicted == y).sum()), "region_fraction_1": float(classes.mean())}
 
 
+def draw_fits(jobs, fig):
+    """Each loss's fitted line over the one-feature training data (its outliers marked), from the jobs' last
+    checkpoints, in the feature's and the target's own units."""
+    import torch
+
+    from dlrun.data.tabular import load, with_outliers
+    from dlrun.models.common import eval_mode
+    from dlrun.run_folder import checkpoint
+    from dlrun.training.evaluate import _info_and_stats, _restore_model, stored_config
+
+    ax = fig.subplots()
+    drawn, grid = {}, None
+    for i, job in enumerate(jobs):
+        path = job["dir"] / "checkpoints" / "last.pt"
+        state = checkpoint.load(path)
+        stored = stored_config(state, path)
+        features = list(stored.data.get("features") or [])
+        if len(features) != 1:
+            raise ValueError(f"a line needs one input feature (data.features=[NAME]); this run has {features or 'all'}")
+        if grid is None:  # the training data as every job saw it: the same seeded outliers
+            src = load(stored.data.name, stored.data.test_fraction, features)
+            x, clean = src.train_x[:, 0], src.train_y[:, 0]
+            noisy = with_outliers(src.train_y, stored.data.outliers)[:, 0]
+            moved = noisy != clean
+            ax.scatter(x[~moved], clean[~moved], s=8, color="0.65", label="training data")
+            ax.scatter(x[moved], noisy[moved], s=22, color="C3", marker="x", label=f"outliers ({int(moved.sum())})")
+            grid = np.linspace(x.min(), x.max(), 50)
+        info, mean, std = _info_and_stats(state, stored)
+        model, _ = _restore_model(stored, info, state, path, torch.device("cpu"))
+        inputs = (torch.tensor(grid, dtype=torch.float32)[:, None] - mean.view(1, -1)) / std.view(1, -1)
+        with eval_mode(model):
+            fit = model(inputs)[:, 0].double().numpy() * info.target_std[0] + info.target_mean[0]
+        mae = (job["summary"].get("test") or {}).get("test/mae")
+        ax.plot(grid, fit, color=f"C{i}", lw=2, label=f"{job['label']}" + (f" (test MAE {mae:.1f})" if mae else ""))
+        drawn[job["label"]] = {"x": grid.tolist(), "fit": fit.tolist(), "test_mae": mae}
+    ax.set(xlabel=features[0], ylabel="target", title="regression losses with outliers: the fitted lines")
+    ax.legend(fontsize=8)
+    return drawn
+
+
 def draw_zoo(jobs, fig):
     """Test accuracy against the model's size (weights in its checkpoint) and against training time."""
     from dlrun.run_folder import checkpoint
@@ -261,10 +334,11 @@ DRAWERS = {
     "activations": draw_activations,
     "init": draw_init,
     "optimizers": draw_curves("train/loss", "optimizers: training loss"),
-    "losses_regression": draw_curves("val/mae", "regression losses with 10% outliers: validation MAE"),
+    "losses_regression": draw_fits,
     "regularization": draw_train_val_gap,
     "augmentation": draw_train_val_gap,
     "resnet_depth": draw_resnet_depth,
+    "depth_remedies": draw_depth_remedies,
     "perceptron": draw_gate,
     "mlp_xor": draw_regions,
     "cnn_zoo": draw_zoo,
@@ -279,7 +353,7 @@ def draw(lesson: str, folder: Path) -> dict:
     jobs = [read_job(folder)] if (folder / "summary.json").is_file() else read_sweep(folder)
     if not jobs:
         raise ValueError(f"no finished job in {folder}")
-    wide = lesson in ("init", "regularization", "augmentation", "resnet_depth", "cnn_zoo")
+    wide = lesson in ("init", "regularization", "augmentation", "resnet_depth", "cnn_zoo", "depth_remedies")
     fig = plt.figure(figsize=(11 if wide else 7, 4.5 if wide else 5), dpi=100)
     try:
         drawn = DRAWERS[lesson](jobs, fig)
@@ -314,8 +388,8 @@ class LessonFigure(HydraCallback):
 
 # -- make figures: run each preset and keep its figure ------------------------------------------------------
 # the presets whose figure `make figures` collects (docs/figures/NAME.png), and those that need Fashion-MNIST
-PRESETS = ["perceptron_and", "perceptron_notes", "perceptron_xor", "mlp_xor", "activations", "init", "resnet_depth",
-           "losses_regression", "optimizers", "regularization", "augmentation", "cnn_zoo"]
+PRESETS = ["perceptron_and", "perceptron_notes", "perceptron_xor", "mlp_xor", "activations", "init", "depth_remedies",
+           "resnet_depth", "losses_regression", "optimizers", "regularization", "augmentation", "cnn_zoo"]
 NEEDS_FASHION_MNIST = {"optimizers", "regularization", "augmentation", "cnn_zoo"}
 
 
