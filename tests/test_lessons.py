@@ -212,3 +212,14 @@ def test_depth_remedies_figure_orders_the_combinations_by_their_remedies(tmp_pat
     drawn = draw("depth_remedies", tmp_path)
     assert list(drawn) == ["none (sigmoid, N(0, 0.01²))", "batch norm", "ReLU", "ReLU + Xavier + batch norm"]
     assert drawn["ReLU + Xavier + batch norm"] == {"remedies": 3, "val_acc": 0.96, "train_loss": 1.0}
+
+
+def test_transfer_figure_names_the_fine_tuned_run_and_the_one_from_scratch(tmp_path):
+    for i, pretrained in enumerate(("outputs/transfer_fashion/pretrain/checkpoints/last.pt", "none")):
+        fake_job(tmp_path / str(i), [f"model.pretrained={pretrained}"],
+                 [{"epoch": e, "train/loss": 1.0 / e + (0.0 if i == 0 else 0.5)} for e in (1, 2, 4)],
+                 {"status": "completed", "test": {"test/acc": 0.92 - 0.01 * i}})
+    drawn = draw("transfer", tmp_path)
+    assert list(drawn) == ["fine-tuned from last.pt", "from scratch"]
+    assert drawn["from scratch"] == {"train_loss": pytest.approx([1.5, 1.0, 0.75]), "test_acc": 0.91}
+

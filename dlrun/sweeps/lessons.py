@@ -199,6 +199,31 @@ def draw_depth_remedies(jobs, fig):
     return {r[2]: {"remedies": r[0], "val_acc": r[3], "train_loss": r[4]} for r in rows}
 
 
+def draw_transfer(jobs, fig):
+    """Fine-tuned from the pretrained weights vs trained from scratch: the training loss over epochs (the
+    pretrained features start lower) and the test accuracy each reaches."""
+    ax_loss, ax_test = fig.subplots(1, 2)
+    drawn = {}
+    for job in jobs:
+        pretrained = str(job["overrides"].get("model.pretrained", "none"))
+        label = "from scratch" if pretrained in ("none", "null", "") else f"fine-tuned from {Path(pretrained).name}"
+        loss = series(job, "train/loss")
+        test = (job["summary"].get("test") or {}).get("test/acc")
+        if loss:
+            ax_loss.plot(range(1, len(loss) + 1), loss, "--" if label == "from scratch" else "-", label=label)
+            drawn[label] = {"train_loss": loss, "test_acc": test}
+    labels = [k for k in drawn if drawn[k]["test_acc"] is not None]
+    bars = ax_test.bar(range(len(labels)), [drawn[k]["test_acc"] for k in labels], color=["C0", "C1"][:len(labels)])
+    ax_test.bar_label(bars, fmt="%.4f")
+    ax_test.set_xticks(range(len(labels)), [k.replace(" from ", "\nfrom ") for k in labels])
+    low = min((drawn[k]["test_acc"] for k in labels), default=0.5)
+    ax_test.set(ylim=(max(0.0, low - 0.1), 1.0), ylabel="test accuracy", title="test accuracy (5 new classes)")
+    ax_loss.set(xlabel="epoch", ylabel="train/loss", title="the same 500 images: pretrained features vs none")
+    _whole_epochs(ax_loss)
+    ax_loss.legend(fontsize=8)
+    return drawn
+
+
 def draw_gate(jobs, fig):
     """The perceptron's line w.x + b = 0 over the gate's four points (in the raw 0/1 coordinates)."""
     import torch
@@ -339,6 +364,7 @@ DRAWERS = {
     "augmentation": draw_train_val_gap,
     "resnet_depth": draw_resnet_depth,
     "depth_remedies": draw_depth_remedies,
+    "transfer": draw_transfer,
     "perceptron": draw_gate,
     "mlp_xor": draw_regions,
     "cnn_zoo": draw_zoo,
@@ -353,7 +379,7 @@ def draw(lesson: str, folder: Path) -> dict:
     jobs = [read_job(folder)] if (folder / "summary.json").is_file() else read_sweep(folder)
     if not jobs:
         raise ValueError(f"no finished job in {folder}")
-    wide = lesson in ("init", "regularization", "augmentation", "resnet_depth", "cnn_zoo", "depth_remedies")
+    wide = lesson in ("init", "regularization", "augmentation", "resnet_depth", "cnn_zoo", "depth_remedies", "transfer")
     fig = plt.figure(figsize=(11 if wide else 7, 4.5 if wide else 5), dpi=100)
     try:
         drawn = DRAWERS[lesson](jobs, fig)
@@ -389,8 +415,10 @@ class LessonFigure(HydraCallback):
 # -- make figures: run each preset and keep its figure ------------------------------------------------------
 # the presets whose figure `make figures` collects (docs/figures/NAME.png), and those that need Fashion-MNIST
 PRESETS = ["perceptron_and", "perceptron_notes", "perceptron_xor", "mlp_xor", "activations", "init", "depth_remedies",
-           "resnet_depth", "losses_regression", "optimizers", "regularization", "augmentation", "cnn_zoo"]
-NEEDS_FASHION_MNIST = {"optimizers", "regularization", "augmentation", "cnn_zoo"}
+           "resnet_depth", "losses_regression", "optimizers", "regularization", "augmentation", "cnn_zoo",
+           "transfer_fashion"]
+NEEDS_FASHION_MNIST = {"optimizers", "regularization", "augmentation", "cnn_zoo", "transfer_fashion"}
+PREREQUISITES = {"transfer_fashion": "transfer_fashion_pretrain"}  # run first, in the same folder
 
 
 def fashion_mnist_here(root: str = "data") -> bool:
@@ -421,6 +449,9 @@ def make_figures(out: Path, names: list[str]) -> int:
             folder = Path(tmp) / "out"
             where = "hydra.run.dir" if "xor" in name or name.startswith("perceptron") else "hydra.sweep.dir"
             multirun = ["-m"] if where == "hydra.sweep.dir" else []  # augmentation's preset is no sweep by itself
+            if name in PREREQUISITES:  # e.g. the pretrained weights that transfer_fashion fine-tunes
+                subprocess.run([sys.executable, "-m", "dlrun", f"experiment={PREREQUISITES[name]}",
+                                "trainer.progress=none"], cwd=tmp, capture_output=True, text=True)
             proc = subprocess.run([sys.executable, "-m", "dlrun", *multirun, f"experiment={name}",
                                    "trainer.progress=none", f"{where}={folder}"], cwd=tmp, capture_output=True, text=True)
             figure = folder / FIGURE
