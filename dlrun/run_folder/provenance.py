@@ -79,11 +79,11 @@ def collect(requested_device: str = "auto", threads: int = 0, cwd: Path | None =
 
     import dlrun
 
-    try:
-        import torchvision
+    from importlib import metadata
 
-        tv = torchvision.__version__
-    except ImportError:
+    try:  # the installed version, without importing torchvision (its import pulls in torch._dynamo: ~1 s)
+        tv = metadata.version("torchvision")
+    except metadata.PackageNotFoundError:
         tv = None
     cwd = Path(cwd or os.getcwd())
     device = _resolved_device(requested_device)
