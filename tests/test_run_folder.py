@@ -96,3 +96,15 @@ def test_a_training_run_imports_no_launcher_or_search_library(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert "LOADED []" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
     assert (tmp_path / "outputs" / "runs").is_dir()
+
+
+@pytest.mark.subprocess
+def test_provenance_names_torchvisions_version_without_importing_it():
+    """Importing torchvision pulls in torch._dynamo (about a second): env.json reads the package metadata."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom dlrun.run_folder.provenance import collect\nenv = collect()\n"
+            "print(env['torchvision'], 'torchvision' in sys.modules, 'torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.split()
+    assert out[0].startswith("0.") and out[1:] == ["False", "False"], out
