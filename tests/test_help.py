@@ -64,3 +64,31 @@ def test_plain_help_imports_neither_hydra_nor_torch_and_help_with_overrides_comp
     composed = run_dlrun("model=mlp", "--help")
     assert composed.returncode == 0 and "== Default config ==" in composed.stdout
     assert "hidden:" in composed.stdout  # the MLP's own keys: the override was composed
+
+
+def test_hydra_reads_the_mode_without_composing_only_when_the_command_line_settles_it():
+    from dlrun.cli.main import mode_is_run
+
+    assert mode_is_run(["model=mlp", "trainer.max_epochs=2"], project_active=False)
+    assert not mode_is_run(["experiment=init"], project_active=False)  # presets set hydra.mode=MULTIRUN
+    assert not mode_is_run(["+experiment=mine"], project_active=False)
+    assert not mode_is_run(["hparams_search=mlp"], project_active=False)
+    assert not mode_is_run(["hydra.mode=MULTIRUN"], project_active=False)
+    assert not mode_is_run(["-m", "model=mlp"], project_active=False)
+    assert not mode_is_run(["model=mlp"], project_active=True)  # a project's configs could set it
+
+
+@pytest.mark.subprocess
+def test_a_plain_run_composes_its_config_once_and_a_preset_still_sweeps(tmp_path):
+    code = ("import sys\nfrom hydra._internal.hydra import Hydra\ncalls = []\noriginal = Hydra.compose_config\n"
+            "Hydra.compose_config = lambda self, *a, **k: calls.append(1) or original(self, *a, **k)\n"
+            "sys.argv = ['dlrun', 'trainer=smoke', 'data.size=64', 'trainer.max_epochs=1', 'callbacks=none']\n"
+            "from dlrun.cli.main import main\nmain()\nprint('COMPOSED', len(calls))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "COMPOSED 1" in out.stdout, out.stdout[-1500:] + out.stderr[-1500:]
+    hydra_yaml = next((tmp_path / "outputs" / "runs").iterdir()) / ".hydra" / "hydra.yaml"
+    assert "\n  mode: RUN\n" in hydra_yaml.read_text()
+    # a preset that sets hydra.mode=MULTIRUN still sweeps without -m: its mode is read by composing
+    swept = run_dlrun("experiment=losses_regression", "trainer.max_epochs=2", "trainer.progress=none",
+                      "hydra.sweep.dir=sw", cwd=tmp_path)
+    assert swept.returncode == 0 and len(list((tmp_path / "sw").glob("*_loss-*"))) == 4, swept.stderr[-1500:]

@@ -66,6 +66,28 @@ def _holds_a_run(run_dir: Path) -> bool:
         (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").is_dir())
 
 
+# groups whose options are `@package _global_` presets that may set hydra.mode (experiment presets are sweeps)
+_MODE_SETTERS = ("experiment", "hparams_search", "hydra.mode")
+
+
+def mode_is_run(argv: list[str], project_active: bool) -> bool:
+    """Whether the command line alone says this is one run: no flag, no preset that may set hydra.mode, no
+    project (whose configs could), so Hydra's `get_mode` need not compose the whole config to read it."""
+    if project_active or any(a.startswith("-") for a in argv):
+        return False
+    keys = [a.split("=", 1)[0].lstrip("+~") for a in argv]
+    return not any(k == s or k.startswith(s + ".") or k.startswith(s + "/") for k in keys for s in _MODE_SETTERS)
+
+
+def _skip_mode_compose() -> None:
+    """Hydra composes the config once to read hydra.mode and again to run (hydra/_internal/utils.py
+    _run_hydra): when mode_is_run, get_mode answers None (mode unset: RUN) without the first compose."""
+    from hydra._internal.hydra import Hydra
+
+    if hasattr(Hydra, "get_mode"):  # another Hydra layout: its own two composes still work
+        Hydra.get_mode = lambda self, config_name, overrides: None
+
+
 def _task(cfg):
     from dlrun.training.tasks import run_task
 
@@ -73,21 +95,18 @@ def _task(cfg):
 
 
 def main() -> None:
+    from dlrun.cli import help
+    from dlrun.cli.project import active_project, project_argv
     from dlrun.training.distributed import agree_on_run_stamp
-    from dlrun.cli.project import project_argv
 
     try:  # `dlrun init`, --project PATH and GROUP._target_ swaps first: prepare_argv sees Hydra's arguments only
         sys.argv[1:] = prepare_argv(project_argv(sys.argv[1:]))
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    from dlrun.cli import help
-
+    project = active_project()
     if help.wants_plain_help(sys.argv[1:]):
-        from dlrun.cli.project import project_dir
-
-        project = project_dir()
-        print(help.plain_help(project if (project / "conf").is_dir() or (project / "experiments").is_dir() else None))
+        print(help.plain_help(project))
         return
     import hydra
 
@@ -97,6 +116,8 @@ def main() -> None:
     agree_on_run_stamp()  # under torchrun: every rank resolves the same run folder
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         help.list_groups_from_one_repository()
+    if mode_is_run(sys.argv[1:], project_active=project is not None):
+        _skip_mode_compose()
     try:
         hydra.main(version_base="1.3", config_path="pkg://dlrun.conf", config_name="config")(_task)()
     except KeyboardInterrupt:  # Ctrl-C before the loop took over SIGINT (start-up) or after it ended

@@ -27,6 +27,12 @@ def project_dir() -> Path:
     return Path(env).expanduser().resolve() if env else Path.cwd()
 
 
+def active_project() -> Path | None:
+    """The project folder when it has configs of its own (conf/ or experiments/), else None."""
+    root = project_dir()
+    return root if (root / "conf").is_dir() or (root / "experiments").is_dir() else None
+
+
 def config_candidates(root: Path, config_path: str) -> list[Path]:
     """Where the project keeps `GROUP/NAME(.yaml)`: `experiments/` for the experiment group (or conf/experiment/),
     `conf/GROUP/` for every other group. Top-level names (config.yaml) are never the project's: dlrun's root

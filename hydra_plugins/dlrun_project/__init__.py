@@ -17,7 +17,7 @@ from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSou
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import OmegaConf
 
-from dlrun.cli.project import SCHEME, config_candidates, project_dir
+from dlrun.cli.project import SCHEME, active_project, config_candidates
 
 
 class DlrunProjectSearchPath(SearchPathPlugin):
@@ -27,8 +27,8 @@ class DlrunProjectSearchPath(SearchPathPlugin):
         main = [e for e in search_path.get_path() if e.provider == "main"]
         if not main or not main[0].path.replace("/", ".").endswith("dlrun.conf"):
             return
-        root = project_dir()
-        if (root / "conf").is_dir() or (root / "experiments").is_dir():
+        root = active_project()
+        if root is not None:
             search_path.prepend("dlrun-project", f"{SCHEME}://{root}", anchor=SearchPathQuery(provider="main"))
 
 
