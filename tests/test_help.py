@@ -92,3 +92,19 @@ def test_a_plain_run_composes_its_config_once_and_a_preset_still_sweeps(tmp_path
     swept = run_dlrun("experiment=losses_regression", "trainer.max_epochs=2", "trainer.progress=none",
                       "hydra.sweep.dir=sw", cwd=tmp_path)
     assert swept.returncode == 0 and len(list((tmp_path / "sw").glob("*_loss-*"))) == 4, swept.stderr[-1500:]
+
+
+def test_the_mode_shortcut_is_decided_again_for_each_command(monkeypatch):
+    from hydra._internal.hydra import Hydra
+
+    from dlrun.cli.main import _skip_mode_compose
+
+    def hydras_own(self, config_name, overrides):
+        return "composed"
+
+    monkeypatch.setattr(Hydra, "get_mode", hydras_own)  # restored after the test
+    _skip_mode_compose(True)
+    assert Hydra.get_mode(None, "config", []) is None
+    _skip_mode_compose(False)  # the next command in the same process, e.g. a preset: Hydra's own runs
+    assert Hydra.get_mode(None, "config", []) == "composed"
+    assert Hydra.get_mode.__wrapped__ is hydras_own  # one wrapper, not a chain

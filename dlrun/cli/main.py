@@ -79,13 +79,21 @@ def mode_is_run(argv: list[str], project_active: bool) -> bool:
     return not any(k == s or k.startswith(s + ".") or k.startswith(s + "/") for k in keys for s in _MODE_SETTERS)
 
 
-def _skip_mode_compose() -> None:
+def _skip_mode_compose(skip: bool) -> None:
     """Hydra composes the config once to read hydra.mode and again to run (hydra/_internal/utils.py
-    _run_hydra): when mode_is_run, get_mode answers None (mode unset: RUN) without the first compose."""
+    _run_hydra): when `skip` (mode_is_run), get_mode answers None (mode unset: RUN) without the first
+    compose. Set for each call of main(): a later command in the same process decides for itself."""
     from hydra._internal.hydra import Hydra
 
-    if hasattr(Hydra, "get_mode"):  # another Hydra layout: its own two composes still work
-        Hydra.get_mode = lambda self, config_name, overrides: None
+    if not hasattr(Hydra, "get_mode"):  # another Hydra layout: its own two composes still work
+        return
+    original = getattr(Hydra.get_mode, "__wrapped__", Hydra.get_mode)
+
+    def get_mode(self, config_name, overrides):
+        return None if skip else original(self, config_name, overrides)
+
+    get_mode.__wrapped__ = original
+    Hydra.get_mode = get_mode
 
 
 def _task(cfg):
@@ -116,8 +124,7 @@ def main() -> None:
     agree_on_run_stamp()  # under torchrun: every rank resolves the same run folder
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         help.list_groups_from_one_repository()
-    if mode_is_run(sys.argv[1:], project_active=project is not None):
-        _skip_mode_compose()
+    _skip_mode_compose(mode_is_run(sys.argv[1:], project_active=project is not None))
     try:
         hydra.main(version_base="1.3", config_path="pkg://dlrun.conf", config_name="config")(_task)()
     except KeyboardInterrupt:  # Ctrl-C before the loop took over SIGINT (start-up) or after it ended
