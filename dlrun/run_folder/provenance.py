@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
 ENV_FILE = "env.json"
@@ -78,8 +79,6 @@ def collect(requested_device: str = "auto", threads: int = 0, cwd: Path | None =
     import torch
 
     import dlrun
-
-    from importlib import metadata
 
     try:  # the installed version, without importing torchvision (its import pulls in torch._dynamo: ~1 s)
         tv = metadata.version("torchvision")
