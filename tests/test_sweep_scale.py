@@ -114,6 +114,19 @@ def test_compare_top_shows_the_best_n_and_the_counts(tmp_path, capsys, output):
     assert capsys.readouterr().err.strip() == "error: --top -1: give a number of rows >= 0 (0: every row)"
 
 
+def test_compare_at_a_terminal_shows_the_best_rows_unless_asked_for_every_row(tmp_path, output, monkeypatch):
+    make_sweep(tmp_path, 60, CONFIG)
+    assert compare.main([str(tmp_path), "--no-group"]) == 0
+    assert "the best" not in output.getvalue()  # into a pipe or a file: every row
+    monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    assert compare.main([str(tmp_path), "--no-group"]) == 0
+    assert f"the best {compare.TERMINAL_TOP} of 60" in output.getvalue() and "every row: --top 0" in output.getvalue()
+    output.seek(0)
+    output.truncate()
+    assert compare.main([str(tmp_path), "--no-group", "--top", "0"]) == 0
+    assert "the best" not in output.getvalue()
+
+
 def test_a_finished_job_keeps_only_its_folders_and_number():
     from hydra.core.utils import JobReturn
 

@@ -198,6 +198,9 @@ def write_csv(rows: list[dict], path: Path) -> None:
     atomic_write(Path(path), lambda f: f.write(text), mode="w")
 
 
+TERMINAL_TOP = 50  # rows dlrun-compare shows at a terminal without --top: a 10,000-job sweep would scroll away
+
+
 def print_top(console, rows: list[dict], top: int, columns: list[str] | None = None, title: str | None = None,
               full_table: Path | None = None, sorted_by: str | None = None) -> None:
     """The table of `rows` (sorted, best first); beyond `top` rows (0: no limit) only the best `top`, then the
@@ -248,7 +251,8 @@ def main(argv=None) -> int:
     ap.add_argument("--format", choices=FORMATS, default="table")
     ap.add_argument("--top", type=int, default=None, metavar="N",
                     help="only the best N rows (by --sort, else the monitored metric), then the counts by status "
-                         "and the best run; 0: every row (the default)")
+                         f"and the best run; 0: every row. Default: {TERMINAL_TOP} at a terminal, every row into a "
+                         "pipe or file")
     compare_views.add_arguments(ap)  # --group-by/--no-group, --env, --html, --diff
     args = ap.parse_args(_dash_values(list(sys.argv[1:] if argv is None else argv)))
     if args.diff or not args.folders:
@@ -280,7 +284,8 @@ def main(argv=None) -> int:
     if args.format == "table":
         from dlrun.console import console
 
-        print_top(console, rows, args.top or 0, columns, sorted_by=sort_key)
+        top = args.top if args.top is not None else (TERMINAL_TOP if console.is_terminal else 0)
+        print_top(console, rows, top, columns, sorted_by=sort_key)
     else:
         sys.stdout.write(render(rows[:args.top] if args.top else rows, args.format, columns))
     return 0
