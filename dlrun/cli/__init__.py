@@ -1,1 +1,1 @@
-"""The command line: `dlrun` (main.py), its help, the project folder and `dlrun-new`."""
+"""The command line: `dlrun` (main.py), its help, the project folder and `dlrun init`."""
