@@ -103,7 +103,7 @@ def _task(cfg):
 
 
 def main() -> None:
-    from dlrun.cli import help
+    from dlrun.cli.help import list_groups_from_one_repository, plain_help, wants_plain_help
     from dlrun.cli.project import active_project, project_argv
     from dlrun.training.distributed import agree_on_run_stamp
 
@@ -113,8 +113,8 @@ def main() -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     project = active_project()
-    if help.wants_plain_help(sys.argv[1:]):
-        print(help.plain_help(project))
+    if wants_plain_help(sys.argv[1:]):
+        print(plain_help(project))
         return
     import hydra
 
@@ -123,7 +123,7 @@ def main() -> None:
     register_configs()
     agree_on_run_stamp()  # under torchrun: every rank resolves the same run folder
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
-        help.list_groups_from_one_repository()
+        list_groups_from_one_repository()
     _skip_mode_compose(mode_is_run(sys.argv[1:], project_active=project is not None))
     try:
         hydra.main(version_base="1.3", config_path="pkg://dlrun.conf", config_name="config")(_task)()
