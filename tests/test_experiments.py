@@ -17,7 +17,7 @@ from dlrun.config.schema import register_configs
 
 from dlrun.training.validate import validate
 from dlrun.data import DataInfo
-from conftest import CONF_DIR, TINY, run_dlrun
+from conftest import CONF_DIR, TINY, make_cfg, run_dlrun
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 # the notes' lessons that are one sweep each, and how many jobs each runs
@@ -132,3 +132,22 @@ def test_outliers_are_refused_where_they_mean_nothing():
         tabular.from_config(OmegaConf.create({"name": "iris", "test_fraction": 0.2, "outliers": 0.1}), seed=0)
     r = run_dlrun("data=diabetes", "data.outliers=1.5", "model=mlp")
     assert r.returncode == 2 and "data.outliers" in r.stderr + r.stdout and "Traceback" not in r.stderr + r.stdout
+
+
+def test_features_keep_the_named_columns_and_are_refused_where_there_are_none(tmp_path):
+    import torch
+
+    from dlrun.data import build_data, tabular
+    from dlrun.errors import ConfigError
+
+    full = tabular.load("diabetes")
+    bmi = tabular.load("diabetes", features=["bmi"])
+    assert bmi.train_x.shape == (len(full.train_x), 1)
+    assert np.array_equal(bmi.train_x[:, 0], full.train_x[:, 2])  # bmi is diabetes' third column
+    with pytest.raises(ConfigError, match="age, sex, bmi"):
+        tabular.load("diabetes", features=["bmx"])
+    with pytest.raises(ConfigError, match="data.features.*tabular"):
+        build_data(make_cfg("data=synthetic", "data.features=[x]").data, torch.device("cpu"), 0)
+    with pytest.raises(ConfigError, match="data.features.*tabular"):
+        build_data(make_cfg("data=image_folder", f"data.root={tmp_path}", "data.features=[x]").data,
+                   torch.device("cpu"), 0)

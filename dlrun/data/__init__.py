@@ -121,10 +121,10 @@ def _balanced_subset(y: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
 
 def build_data(cfg, device: torch.device, seed: int) -> DataSplits:
     module = source_module(cfg)
+    if cfg.get("features") and module.__name__ != "dlrun.data.tabular":
+        raise ConfigError("data.features", list(cfg.features), "a column subset of tabular data (data=diabetes, iris, ...)")
     if hasattr(module, "build_splits"):  # too big for memory: the source streams its own loaders
         return module.build_splits(cfg, device, seed)
-    if cfg.get("features") and SOURCES[cfg.name] != "dlrun.data.tabular":
-        raise ConfigError("data.features", list(cfg.features), "a column subset of tabular data (data=diabetes, iris, ...)")
     src = module.from_config(cfg, seed)
     x, y = _to_float(src.train_x), torch.from_numpy(np.array(src.train_y))
     test_x, test_y = _to_float(src.test_x), torch.from_numpy(np.array(src.test_y))
