@@ -256,27 +256,35 @@ def draw_gate(jobs, fig):
     return {"weights": w.tolist(), "bias": b, "rows_right": right}
 
 
-def draw_regions(jobs, fig):
-    """The MLP's two regions over the XOR points, from its last checkpoint: curved, not one line."""
+def _trained(job: dict):
+    """A job's last checkpoint as training left it: the model on the CPU in eval mode, the stored config,
+    the data info, and the training split's normalisation of raw inputs."""
     import torch
 
     from dlrun.run_folder import checkpoint
-    from dlrun.data.logic_gate import GATES, ROWS
     from dlrun.training.evaluate import _info_and_stats, _restore_model, stored_config
 
-    job = jobs[0]
     path = job["dir"] / "checkpoints" / "last.pt"
     state = checkpoint.load(path)
     stored = stored_config(state, path)
     info, mean, std = _info_and_stats(state, stored)
     model, _ = _restore_model(stored, info, state, path, torch.device("cpu"))
+    return model, stored, info, lambda x: (x - mean.view(1, -1)) / std.view(1, -1)
+
+
+def draw_regions(jobs, fig):
+    """The MLP's two regions over the XOR points, from its last checkpoint: curved, not one line."""
+    import torch
+
+    from dlrun.data.logic_gate import GATES, ROWS
+
+    model, stored, _, normalise = _trained(jobs[0])
     grid = np.linspace(-0.5, 1.5, 201)
     gx, gy = np.meshgrid(grid, grid)
     points = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
     with torch.no_grad():
-        classes = model((points - mean.view(1, -1)) / std.view(1, -1)).argmax(1).view(gx.shape).numpy()
-        rows = torch.tensor(ROWS, dtype=torch.float32)
-        predicted = model((rows - mean.view(1, -1)) / std.view(1, -1)).argmax(1).numpy()
+        classes = model(normalise(points)).argmax(1).view(gx.shape).numpy()
+        predicted = model(normalise(torch.tensor(ROWS, dtype=torch.float32))).argmax(1).numpy()
     y = GATES[stored.data.gate](ROWS[:, 0], ROWS[:, 1])
     ax = fig.subplots()
     ax.contourf(gx, gy, classes.astype(float), levels=[-0.5, 0.5, 1.5], colors=["C0", "C1"], alpha=0.25)
@@ -297,16 +305,12 @@ def draw_fits(jobs, fig):
     import torch
 
     from dlrun.data.tabular import load, with_outliers
-    from dlrun.models.common import eval_mode
-    from dlrun.run_folder import checkpoint
-    from dlrun.training.evaluate import _info_and_stats, _restore_model, stored_config
+    from dlrun.training.evaluate import to_target_units
 
     ax = fig.subplots()
     drawn, grid = {}, None
     for i, job in enumerate(jobs):
-        path = job["dir"] / "checkpoints" / "last.pt"
-        state = checkpoint.load(path)
-        stored = stored_config(state, path)
+        model, stored, info, normalise = _trained(job)
         features = list(stored.data.get("features") or [])
         if len(features) != 1:
             raise ValueError(f"a line needs one input feature (data.features=[NAME]); this run has {features or 'all'}")
@@ -318,11 +322,8 @@ def draw_fits(jobs, fig):
             ax.scatter(x[~moved], clean[~moved], s=8, color="0.65", label="training data")
             ax.scatter(x[moved], noisy[moved], s=22, color="C3", marker="x", label=f"outliers ({int(moved.sum())})")
             grid = np.linspace(x.min(), x.max(), 50)
-        info, mean, std = _info_and_stats(state, stored)
-        model, _ = _restore_model(stored, info, state, path, torch.device("cpu"))
-        inputs = (torch.tensor(grid, dtype=torch.float32)[:, None] - mean.view(1, -1)) / std.view(1, -1)
-        with eval_mode(model):
-            fit = model(inputs)[:, 0].double().numpy() * info.target_std[0] + info.target_mean[0]
+        with torch.no_grad():
+            fit = to_target_units(model(normalise(torch.tensor(grid, dtype=torch.float32)[:, None])), info)[:, 0].numpy()
         mae = (job["summary"].get("test") or {}).get("test/mae")
         ax.plot(grid, fit, color=f"C{i}", lw=2, label=f"{job['label']}" + (f" (test MAE {mae:.1f})" if mae else ""))
         drawn[job["label"]] = {"x": grid.tolist(), "fit": fit.tolist(), "test_mae": mae}
