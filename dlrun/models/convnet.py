@@ -36,7 +36,7 @@ class ConvNet(nn.Module):
                               "(the stage's first convolution has stride 2: a quarter of the work, no pool)")
         if padding not in PADDING:
             raise ConfigError("model.padding", padding, "same (P = 1: a 3x3 convolution keeps the size) or valid (P = 0)")
-        require_size("convnet", h, w, 2 ** len(widths), f"{len(widths)} 2x2 poolings")
+        require_size("convnet", h, w, 2 ** len(widths), f"{len(widths)} stages that each halve it")
         pad, size = PADDING[padding], (h, w)
         act = activation_factory(activation, negative_slope)
         layers: list[nn.Module] = []
