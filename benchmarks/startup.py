@@ -130,10 +130,16 @@ def child_dlrun(a, mark: Marks) -> None:
     import startup  # Hydra instantiates the callback from this module, not from __main__
 
     startup.FirstStep.marks = mark
-    run_task = dlrun.training.tasks.run_task
+    execute = dlrun.training.tasks.execute
 
-    def instrumented(cfg):
+    def instrumented(cfg, run_dir, reraise=False):
         mark("compose")
+        try:  # execute's first step, taken here so that torch's import is timed as a run has it (collector paused)
+            from dlrun.training import gc_pause
+
+            gc_pause.pause()
+        except ImportError:  # a checkout from before it (--tree)
+            pass
         import torch  # noqa: F401  (build_loop's first line; timed here as its own phase)
 
         import dlrun.data
@@ -143,9 +149,9 @@ def child_dlrun(a, mark: Marks) -> None:
         mark("torch")
         _timed(mark, dlrun.data, "build_data", "setup", "data")
         _timed(mark, dlrun.nn.optimizers, "build_optimizer", "model", "optimizer")  # model: data end to here
-        return run_task(cfg)
+        return execute(cfg, run_dir, reraise)
 
-    dlrun.training.tasks.run_task = instrumented
+    dlrun.training.tasks.execute = instrumented
     sys.argv = ["dlrun", *a.overrides]
     dlrun.cli.main.main()
 

@@ -49,3 +49,20 @@ class PauseAt(Callback):
         end = time.monotonic() + self.seconds
         while time.monotonic() < end and loop.stop_reason is None:
             time.sleep(0.01)
+
+
+class CollectorState(Callback):
+    """Records whether Python's cyclic collector is on, and how many objects are frozen, when dlrun builds this
+    callback (start-up) and when the first epoch starts (training)."""
+
+    seen: dict = {}
+
+    def __init__(self):
+        import gc
+
+        CollectorState.seen = {"start-up": (gc.isenabled(), gc.get_freeze_count())}
+
+    def on_epoch_start(self, loop):
+        import gc
+
+        CollectorState.seen.setdefault("training", (gc.isenabled(), gc.get_freeze_count()))

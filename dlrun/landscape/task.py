@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config.schema import is_number, require
 from dlrun.errors import DlrunError
-from dlrun.landscape.critical import DTYPE, CriticalPoint, find_critical_points
+from dlrun.landscape.critical import DTYPE, find_critical_points
 from dlrun.landscape.surfaces import get_surface
 
 log = logging.getLogger("dlrun")

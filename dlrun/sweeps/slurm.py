@@ -17,7 +17,6 @@ import contextlib
 import io
 import logging
 import math
-import os
 import re
 import signal
 import subprocess

@@ -29,8 +29,6 @@ def _batches(loader):
 
 def range_test(loop, min_lr: float, max_lr: float, num_steps: int, smoothing: float, diverge: float) -> dict:
     """Train `num_steps` steps at exponentially growing lr; the curve (lr, loss, smoothed) up to divergence."""
-    import torch
-
     from dlrun.training.device import autocast
 
     model, opt = loop.model, loop.optimizer

@@ -43,7 +43,7 @@ def build_loop(cfg: DictConfig, run_dir: Path, unfrozen: bool = False):
     (dlrun/training/assembly.py), then the callbacks. `unfrozen`: see assemble()."""
     import torch
 
-    from dlrun.training import distributed
+    from dlrun.training import distributed, gc_pause
     from dlrun.training.assembly import assemble
     from dlrun.callbacks.base import build_callbacks
     from dlrun.callbacks.progress import make_progress
@@ -77,10 +77,12 @@ def build_loop(cfg: DictConfig, run_dir: Path, unfrozen: bool = False):
     if not distributed.is_main():
         callbacks = distributed.quiet_rank(callbacks)
     settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainerConfig), t))  # plain attributes
-    return Loop(settings=settings, monitor=cfg.monitor, tta=OmegaConf.select(cfg, "eval.tta", default="none"),
+    loop = Loop(settings=settings, monitor=cfg.monitor, tta=OmegaConf.select(cfg, "eval.tta", default="none"),
                 run_config=run.cfg, run_dir=run_dir, model=run.model, loss_fn=run.loss_fn, optimizer=run.optimizer,
                 scheduler=run.scheduler, data=data, device=device, amp_dtype=amp_dtype, callbacks=callbacks,
                 penalty=run.penalty)
+    gc_pause.resume()  # start-up is over: its objects frozen, the collector on for the training
+    return loop
 
 
 def train(cfg: DictConfig, run_dir: Path):
@@ -258,8 +260,9 @@ def run_task(cfg: DictConfig):
 def execute(cfg: DictConfig, run_dir: Path, reraise: bool = False) -> tuple[int, object]:
     """(exit code, task result). User mistakes and failures become one `error:` line and a summary.json
     (and are raised again with `reraise`: dlrun.run)."""
-    from dlrun.training import distributed
+    from dlrun.training import distributed, gc_pause
 
+    gc_pause.pause()  # until the loop is built (build_loop): see dlrun/training/gc_pause.py
     try:
         validate(cfg)
         if cfg.task != "train" and distributed.is_main():  # train writes it once it knows it trains here (not a skipped sweep job)
@@ -290,4 +293,6 @@ def execute(cfg: DictConfig, run_dir: Path, reraise: bool = False) -> tuple[int,
         if reraise:
             raise
         code = EXIT_FAILED
+    finally:
+        gc_pause.end()
     return code, None
