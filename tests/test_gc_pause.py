@@ -30,12 +30,13 @@ def test_start_up_runs_paused_and_the_training_with_the_collector_on(collector, 
     assert gc.isenabled() and gc.get_freeze_count() == 0  # after the run: all collectable again
 
 
-@pytest.mark.parametrize("mistake", [["optimizer.lr=-1"],  # refused before anything is built
-                                     ["~loss", "+loss._target_=user_components.NaNAfter",
-                                      "+loss.steps=1"]])  # the loss turns NaN in the training
-def test_a_failed_task_leaves_the_collector_on_and_nothing_frozen(collector, tmp_path, mistake):
-    code, _ = execute(make_cfg(*TINY, "model=mlp", *STATE, *mistake), tmp_path)
-    assert code != 0
+@pytest.mark.parametrize("mistake, code, trained", [
+    (["optimizer.lr=-1"], 2, False),  # refused before anything is built
+    (["~loss", "+loss._target_=user_components.NaNAfter", "+loss.steps=1"], 1, True),  # NaN in the training
+])
+def test_a_failed_task_leaves_the_collector_on_and_nothing_frozen(collector, tmp_path, mistake, code, trained):
+    assert execute(make_cfg(*TINY, "model=mlp", *STATE, *mistake), tmp_path)[0] == code
+    assert ("training" in CollectorState.seen) == trained
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
